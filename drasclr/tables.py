@@ -161,7 +161,8 @@ def validate(table: pa.Table, schema: TableSchema, source: str = "table") -> Non
                 row = _first_bad(bad)
                 raise SchemaError(f"{where} must be <= {col.max}; row {row} has {arr[row].as_py()}")
         if col.allowed is not None:
-            bad = pc.fill_null(pc.invert(pc.is_in(arr, value_set=pa.array(col.allowed, type=arr.type))), False)
+            outside = pc.invert(pc.is_in(arr, value_set=pa.array(col.allowed, type=arr.type)))
+            bad = pc.fill_null(pc.and_(outside, pc.is_valid(arr)), False)
             if pc.any(bad).as_py():
                 row = _first_bad(bad)
                 raise SchemaError(

@@ -103,7 +103,7 @@ def preview_figure(folder: Path, subject_ids: list[str], path: Path) -> Path:
         for r, (img, lung, les, aspect, origin, title) in enumerate(views):
             ax = axes[r, col]
             ax.imshow(img, cmap="gray", vmin=-1350, vmax=150, aspect=aspect, origin=origin, interpolation="nearest")
-            ax.contour(lung > 0, levels=[0.5], colors=["#3fa9ff"], linewidths=0.6, origin=origin)
+            ax.contour(lung > 0, levels=[0.5], colors=["#3fa9ff"], linewidths=0.6)
             masked = np.ma.masked_where(les == 0, les)
             ax.imshow(masked, cmap=cmap, vmin=0, vmax=5, alpha=0.55, aspect=aspect, origin=origin, interpolation="nearest")
             ax.set_xticks([])
