@@ -1,0 +1,83 @@
+"""Contrastive losses of DrasCLR (DESIGN.md §4.5-4.8) on L2-normalised embeddings."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+#: MoCo-v2 / DrasCLR temperature.
+TEMPERATURE: float = 0.2
+
+
+def contrast_logits(anchor: Tensor, positive: Tensor, negatives: Tensor, temperature: float) -> Tensor:
+    """InfoNCE logits ``[a·k+, a·k-_1, ..., a·k-_K] / tau``.
+
+    Args:
+        anchor: (B, D) anchors (``q``, or the neighbour sum ``sum_j' r_j'``).
+        positive: (B, D) positive keys ``k+``.
+        negatives: (K, D) negative keys (the landmark's queue).
+        temperature: tau.
+
+    Returns:
+        (B, 1 + K) logits; column 0 is the positive.
+    """
+    pos = (anchor * positive).sum(dim=1, keepdim=True)
+    neg = anchor @ negatives.t()
+    return torch.cat([pos, neg], dim=1) / temperature
+
+
+def info_nce(logits: Tensor) -> Tensor:
+    """Mean over the batch of ``-log softmax(logits)[:, 0]`` (the positive is column 0)."""
+    target = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
+    return F.cross_entropy(logits, target)
+
+
+def local_contrastive_loss(
+    q: Tensor, k_pos: Tensor, negatives: Tensor, temperature: float = TEMPERATURE
+) -> tuple[Tensor, Tensor]:
+    """Local loss ``L_loc = -log(exp(q·k+/t) / (exp(q·k+/t) + sum_n exp(q·k-_n/t)))``.
+
+    Args:
+        q: (B, D) normalised query embeddings.
+        k_pos: (B, D) normalised positive keys.
+        negatives: (K, D) the landmark's queue ``Q_j``.
+        temperature: tau (0.2).
+
+    Returns:
+        (loss averaged over the batch, (B, 1 + K) logits).
+    """
+    logits = contrast_logits(q, k_pos, negatives, temperature)
+    return info_nce(logits), logits
+
+
+def neighbour_contrastive_loss(
+    r: Tensor, k_pos: Tensor, negatives: Tensor, temperature: float = TEMPERATURE
+) -> tuple[Tensor, Tensor]:
+    """Neighbour loss with ``s+ = sum_j' r_j'·k+`` and ``s-_n = sum_j' r_j'·k-_n``.
+
+    ``L_ngb = -log(exp(s+/t) / (exp(s+/t) + sum_n exp(s-_n/t)))``, as the official implementation
+    computes it (the neighbour embeddings are summed, not averaged or re-normalised).
+
+    Args:
+        r: (B, k, D) normalised neighbour embeddings (k >= 1).
+        k_pos: (B, D) normalised positive keys of the anchor patch.
+        negatives: (K, D) the anchor landmark's queue ``Q_j``.
+        temperature: tau (0.2).
+
+    Returns:
+        (loss averaged over the batch, (B, 1 + K) logits).
+    """
+    logits = contrast_logits(r.sum(dim=1), k_pos, negatives, temperature)
+    return info_nce(logits), logits
+
+
+@torch.no_grad()
+def contrast_top1(logits: Tensor) -> Tensor:
+    """Fraction (0-1) of rows whose largest logit is the positive (column 0)."""
+    return (logits.argmax(dim=1) == 0).to(logits.dtype).mean()
+
+
+def neighbour_weight_at(epoch: int, beta: float = 1.0, warmup_epochs: int = 0) -> float:
+    """beta of ``L = L_loc + beta L_ngb`` for a 0-based epoch: 0 during the warm-up epochs."""
+    return 0.0 if epoch < warmup_epochs else beta

@@ -1,0 +1,252 @@
+"""DrasCLR assembled from parts (lightly style): encoders, heads, memory bank, losses.
+
+One training step at landmark ``j`` (DESIGN.md §4.5-4.8)::
+
+    out = model(query, key, neighbours, loc, neighbour_locs, landmark=j, neighbour_weight=beta)
+    optimizer.zero_grad(); out["loss"].backward(); optimizer.step()
+    model.enqueue(j, out["keys"])          # after the optimizer step
+
+Under DDP call ``ddp_model(...)`` for the forward and ``ddp_model.module.enqueue(...)``. The memory
+bank differs between workers (landmark sharding), so its buffers are listed in
+``_ddp_params_and_buffers_to_ignore`` and DDP neither checks nor broadcasts them.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from drasclr.moco.losses import (
+    TEMPERATURE,
+    contrast_top1,
+    local_contrastive_loss,
+    neighbour_contrastive_loss,
+)
+from drasclr.moco.memory_bank import MemoryBank
+from drasclr.moco.momentum import MOMENTUM, deactivate_requires_grad, update_momentum
+from drasclr.moco.shuffle import batch_shuffle, batch_unshuffle
+from drasclr.nn.encoder import Conditioning, DrasEncoder, ProjectionHead
+
+
+class DrasCLR(nn.Module):
+    """Query encoder + head (``f_theta``), momentum key encoder + head (``f_xi``), memory bank.
+
+    Args:
+        encoder: query encoder ``e_theta`` with ``encoder(x, loc) -> h``.
+        head: projection head ``g`` (the key copies are made by deep copy).
+        memory_bank: the queues of the landmarks this worker trains on.
+        temperature: tau of both losses (0.2).
+        momentum: m of the key-encoder update (0.999).
+        distributed: shuffle-BN across ranks with torch.distributed collectives.
+        use_neighbours: compute the neighbour loss (False for plain MoCo).
+        global_queue: one queue for all landmarks (plain MoCo): every landmark maps to the bank's
+            single row.
+    """
+
+    def __init__(
+        self,
+        encoder: DrasEncoder,
+        head: ProjectionHead,
+        memory_bank: MemoryBank,
+        temperature: float = TEMPERATURE,
+        momentum: float = MOMENTUM,
+        distributed: bool = False,
+        use_neighbours: bool = True,
+        global_queue: bool = False,
+    ) -> None:
+        super().__init__()
+        if global_queue and len(memory_bank.landmarks) != 1:
+            raise ValueError("a global queue needs a memory bank with exactly one row")
+        self.encoder = encoder
+        self.head = head
+        self.key_encoder = copy.deepcopy(encoder)
+        self.key_head = copy.deepcopy(head)
+        deactivate_requires_grad(self.key_encoder)
+        deactivate_requires_grad(self.key_head)
+        self.memory_bank = memory_bank
+        self.temperature = temperature
+        self.momentum = momentum
+        self.distributed = distributed
+        self.use_neighbours = use_neighbours
+        self.global_queue = global_queue
+        # Per-worker state that DDP must neither verify nor broadcast from rank 0.
+        self._ddp_params_and_buffers_to_ignore = [
+            f"memory_bank.{name}" for name, _ in memory_bank.named_buffers()
+        ]
+
+    @classmethod
+    def build(
+        cls,
+        landmarks: Iterable[int],
+        conditioning: Conditioning = "loccondconv",
+        experts: int = 8,
+        queue_size: int = 4096,
+        dim: int = 128,
+        temperature: float = TEMPERATURE,
+        momentum: float = MOMENTUM,
+        distributed: bool = False,
+        seed: int = 0,
+    ) -> DrasCLR:
+        """The paper's model for the given (owned) landmark ids; bank seeded with ``seed``."""
+        return cls(
+            DrasEncoder(conditioning, experts=experts),
+            ProjectionHead(128, 128, dim),
+            MemoryBank(landmarks, size=queue_size, dim=dim, seed=seed),
+            temperature=temperature,
+            momentum=momentum,
+            distributed=distributed,
+        )
+
+    # ------------------------------------------------------------------ embeddings
+    def embed(self, x: Tensor, loc: Tensor) -> Tensor:
+        """Normalised query-side embeddings ``f_theta(x, l)``: (B, D)."""
+        return F.normalize(self.head(self.encoder(x, loc)), dim=1)
+
+    @torch.no_grad()
+    def embed_keys(self, x: Tensor, loc: Tensor) -> Tensor:
+        """Normalised key embeddings ``f_xi(x, l)`` with shuffle-BN: (B, D), detached.
+
+        Args:
+            x: (B, 1, P, P, P) key patches.
+            loc: (3,) or (B, 3) normalised locations.
+        """
+        b = x.shape[0]
+        loc_b = loc.to(x.dtype).expand(b, 3) if loc.dim() == 1 else loc.to(x.dtype)
+        x_sh, loc_sh, unshuffle = batch_shuffle(x, loc_b.contiguous(), self.distributed)
+        k = F.normalize(self.key_head(self.key_encoder(x_sh, loc_sh)), dim=1)
+        return batch_unshuffle(k, unshuffle, self.distributed)
+
+    @torch.no_grad()
+    def momentum_update(self, m: float | None = None) -> None:
+        """``xi <- m xi + (1 - m) theta`` for the key encoder and key head."""
+        m = self.momentum if m is None else m
+        update_momentum(self.encoder, self.key_encoder, m)
+        update_momentum(self.head, self.key_head, m)
+
+    def bank_landmark(self, landmark: int) -> int:
+        """The bank row's landmark id used for ``landmark`` (the single row for a global queue)."""
+        return self.memory_bank.landmarks[0] if self.global_queue else landmark
+
+    # ------------------------------------------------------------------ training step
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor,
+        neighbours: Tensor | None,
+        loc: Tensor,
+        neighbour_locs: Tensor | None,
+        landmark: int,
+        neighbour_weight: float = 1.0,
+        update_key_encoder: bool = True,
+    ) -> dict[str, Tensor]:
+        """Losses of one batch of subjects at one landmark.
+
+        Args:
+            query: (B, 1, P, P, P) augmented view ``aug(x_ij)``, input scale [-1, 1].
+            key: (B, 1, P, P, P) second augmented view ``aug'(x_ij)``.
+            neighbours: (B, k, 1, P, P, P) augmented neighbour patches ``x_ij'``, or None / k = 0.
+            loc: (3,) normalised landmark ``l_j`` (or (B, 3) per sample).
+            neighbour_locs: (k, 3) normalised neighbour landmarks ``l_j'``.
+            landmark: global landmark id ``j`` (selects the queue ``Q_j``).
+            neighbour_weight: beta of ``L = L_loc + beta L_ngb``; 0 skips the neighbour pass
+                (warm-up epochs).
+            update_key_encoder: apply the momentum update before encoding the keys (MoCo order).
+
+        Returns:
+            ``loss`` (scalar, with graph), ``local_loss``, ``neighbour_loss`` (0 when not computed),
+            ``top1`` (local contrast accuracy, 0-1), ``keys`` (B, D) detached keys to enqueue.
+        """
+        negatives = self.memory_bank.negatives(self.bank_landmark(landmark)).to(query.dtype)
+        q = self.embed(query, loc)
+
+        neighbour_loss: Tensor | None = None
+        use_ngb = (
+            self.use_neighbours
+            and neighbour_weight != 0.0
+            and neighbours is not None
+            and neighbours.shape[1] > 0
+        )
+        r: Tensor | None = None
+        if use_ngb:
+            assert neighbours is not None and neighbour_locs is not None
+            b, k = neighbours.shape[:2]
+            if neighbour_locs.shape != (k, 3):
+                raise ValueError(f"neighbour_locs must be ({k}, 3), got {tuple(neighbour_locs.shape)}")
+            flat = neighbours.reshape(b * k, *neighbours.shape[2:])
+            flat_locs = neighbour_locs.to(query.dtype).repeat(b, 1)  # row b*k + j -> l_j'
+            r = self.embed(flat, flat_locs).view(b, k, -1)
+
+        if update_key_encoder:
+            self.momentum_update()
+        keys = self.embed_keys(key, loc)
+
+        local_loss, logits = local_contrastive_loss(q, keys, negatives, self.temperature)
+        loss = local_loss
+        if r is not None:
+            neighbour_loss, _ = neighbour_contrastive_loss(r, keys, negatives, self.temperature)
+            loss = loss + neighbour_weight * neighbour_loss
+        zero = torch.zeros((), dtype=local_loss.dtype, device=local_loss.device)
+        return {
+            "loss": loss,
+            "local_loss": local_loss.detach(),
+            "neighbour_loss": zero if neighbour_loss is None else neighbour_loss.detach(),
+            "top1": contrast_top1(logits),
+            "keys": keys,
+        }
+
+    @torch.no_grad()
+    def enqueue(self, landmark: int, keys: Tensor) -> None:
+        """Push the step's keys into the landmark's queue (call after the optimizer step)."""
+        self.memory_bank.enqueue(self.bank_landmark(landmark), keys)
+
+
+class PlainMoCo(DrasCLR):
+    """MoCo baseline with DrasCLR's interface: static convolutions, one global queue, no
+    neighbour loss; ``loc``/``neighbours``/``landmark`` are accepted and ignored."""
+
+    @classmethod
+    def build(  # type: ignore[override]
+        cls,
+        landmarks: Iterable[int] = (0,),
+        conditioning: Conditioning = "none",
+        experts: int = 8,
+        queue_size: int = 4096,
+        dim: int = 128,
+        temperature: float = TEMPERATURE,
+        momentum: float = MOMENTUM,
+        distributed: bool = False,
+        seed: int = 0,
+    ) -> PlainMoCo:
+        """Plain MoCo; ``landmarks`` is ignored (one global queue, id 0)."""
+        return cls(
+            DrasEncoder(conditioning, experts=experts),
+            ProjectionHead(128, 128, dim),
+            MemoryBank((0,), size=queue_size, dim=dim, seed=seed),
+            temperature=temperature,
+            momentum=momentum,
+            distributed=distributed,
+            use_neighbours=False,
+            global_queue=True,
+        )
+
+    def forward(  # type: ignore[override]
+        self,
+        query: Tensor,
+        key: Tensor,
+        neighbours: Tensor | None = None,
+        loc: Tensor | None = None,
+        neighbour_locs: Tensor | None = None,
+        landmark: int = 0,
+        neighbour_weight: float = 0.0,
+        update_key_encoder: bool = True,
+    ) -> dict[str, Tensor]:
+        """As :meth:`DrasCLR.forward`; without a location the encoder gets the origin."""
+        if loc is None:
+            loc = torch.zeros(3, dtype=query.dtype, device=query.device)
+        return super().forward(
+            query, key, None, loc, None, landmark, 0.0, update_key_encoder
+        )

@@ -1,0 +1,117 @@
+"""Batched augmentation: reproducibility, identity, geometry convention, probabilities."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from drasclr.augment import (
+    NO_AUGMENTATION,
+    AugmentParams,
+    affine_matrices,
+    apply_affine,
+    augment,
+    random_affine,
+    random_contrast,
+    random_gaussian_noise,
+)
+from drasclr.nn import hu_to_input
+
+
+def _patches(b: int = 6, p: int = 16, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    hu = torch.randint(-1100, 300, (b, 1, p, p, p), generator=g, dtype=torch.int16)
+    return hu_to_input(hu)
+
+
+def test_shapes_dtype_finite() -> None:
+    x = _patches()
+    y = augment(x, torch.Generator().manual_seed(1))
+    assert y.shape == x.shape and y.dtype == x.dtype and torch.isfinite(y).all()
+    assert not torch.equal(y, x)
+    assert torch.isfinite(augment(x)).all()  # global RNG when no generator is given
+    y64 = augment(x.double(), torch.Generator().manual_seed(1))
+    assert y64.dtype == torch.float64
+
+
+def test_reproducible_for_a_seed() -> None:
+    x = _patches()
+    a = augment(x, torch.Generator().manual_seed(7))
+    b = augment(x, torch.Generator().manual_seed(7))
+    c = augment(x, torch.Generator().manual_seed(8))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_identity_when_ranges_are_zero() -> None:
+    x = _patches()
+    assert torch.equal(augment(x, torch.Generator().manual_seed(0), NO_AUGMENTATION), x)
+    tiny = AugmentParams(rotate_deg=1e-9, translate_vox=1e-9, scale=1e-9, noise_prob=0.0,
+                         contrast_prob=0.0)
+    torch.testing.assert_close(augment(x, torch.Generator().manual_seed(0), tiny), x,
+                               atol=1e-5, rtol=0)
+
+
+def test_apply_affine_translation_and_axes() -> None:
+    x = torch.arange(5 * 6 * 7, dtype=torch.float64).view(1, 1, 5, 6, 7)  # D=5, H=6, W=7
+    shift_x = torch.tensor([[[1.0, 0, 0, 1.0], [0, 1, 0, 0], [0, 0, 1, 0]]], dtype=torch.float64)
+    y = apply_affine(x, shift_x)  # output(w) samples input(w + 1) along W
+    torch.testing.assert_close(y[..., :-1], x[..., 1:])
+    torch.testing.assert_close(y[..., -1], x[..., -1])  # border padding
+    shift_z = torch.tensor([[[1.0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, -2.0]]], dtype=torch.float64)
+    torch.testing.assert_close(apply_affine(x, shift_z)[:, :, 2:], x[:, :, :-2])
+
+
+def test_affine_parameter_ranges() -> None:
+    like = torch.zeros(1)
+    a = affine_matrices(2000, torch.Generator().manual_seed(0), like, 10.0, 12.0, 0.1)
+    assert a.shape == (2000, 3, 4)
+    assert a[:, :, 3].abs().max() <= 12.0 and a[:, :, 3].abs().max() > 11.0
+    # singular values of R S are the scale factors, within 1 +- 0.1
+    sv = torch.linalg.svdvals(a[:, :, :3])
+    assert sv.min() >= 0.9 - 1e-6 and sv.max() <= 1.1 + 1e-6
+    rotation = a[:, :, :3] / torch.linalg.norm(a[:, :, :3], dim=1, keepdim=True)
+    angle_x = torch.rad2deg(torch.atan2(rotation[:, 2, 1], rotation[:, 2, 2])).abs()
+    assert angle_x.max() < 25.0  # small rotations only (coupled through R_x R_y R_z)
+    rot_only = affine_matrices(500, torch.Generator().manual_seed(1), like, 10.0, 0.0, 0.0)
+    eye = torch.eye(3).expand(500, 3, 3)
+    torch.testing.assert_close(rot_only[:, :, :3] @ rot_only[:, :, :3].transpose(1, 2), eye,
+                               atol=1e-5, rtol=0)
+    cos_max = math.cos(math.radians(10.0)) ** 3
+    assert torch.diagonal(rot_only[:, :, :3], dim1=1, dim2=2).min() >= cos_max - 1e-2
+
+
+def test_probabilities_respected() -> None:
+    x = _patches(b=4000, p=4, seed=3)
+    g = torch.Generator().manual_seed(0)
+    noisy = random_gaussian_noise(x, g, std=50 / 632, prob=0.25)
+    changed = (noisy != x).flatten(1).any(dim=1).float().mean().item()
+    assert abs(changed - 0.25) < 0.03
+    diff = (noisy - x)[(noisy != x).flatten(1).any(dim=1)]
+    assert abs(diff.std().item() - 50 / 632) < 0.005
+    contrast = random_contrast(x, g, (0.5, 4.5), prob=0.25)
+    changed = (contrast != x).flatten(1).any(dim=1).float().mean().item()
+    assert abs(changed - 0.25) < 0.03
+    affine = random_affine(x, g, prob=0.5)
+    changed = (affine != x).flatten(1).any(dim=1).float().mean().item()
+    assert abs(changed - 0.5) < 0.04
+
+
+def test_contrast_keeps_patch_range() -> None:
+    x = _patches(b=8, p=8)
+    y = random_contrast(x, torch.Generator().manual_seed(0), (0.5, 4.5), prob=1.0)
+    torch.testing.assert_close(y.amin(dim=(1, 2, 3, 4)), x.amin(dim=(1, 2, 3, 4)))
+    torch.testing.assert_close(y.amax(dim=(1, 2, 3, 4)), x.amax(dim=(1, 2, 3, 4)), atol=1e-6, rtol=0)
+    flat = torch.full((1, 1, 4, 4, 4), 0.3)
+    assert torch.equal(random_contrast(flat, torch.Generator().manual_seed(0), prob=1.0), flat)
+
+
+def test_invalid_params() -> None:
+    with pytest.raises(ValueError):
+        AugmentParams(noise_prob=1.5)
+    with pytest.raises(ValueError):
+        AugmentParams(gamma_range=(0.0, 2.0))
+    with pytest.raises(ValueError):
+        augment(torch.zeros(2, 4, 4, 4))

@@ -1,0 +1,289 @@
+"""Losses against explicit formulas, memory-bank FIFO, momentum update, DrasCLR steps, shuffle-BN."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections import deque
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from drasclr.moco import (
+    DrasCLR,
+    MemoryBank,
+    PlainMoCo,
+    batch_shuffle,
+    batch_unshuffle,
+    contrast_top1,
+    local_contrastive_loss,
+    neighbour_contrastive_loss,
+    neighbour_weight_at,
+    update_momentum,
+)
+
+P = 8  # patch edge for model tests (the encoder accepts any size >= 1)
+
+
+# ---------------------------------------------------------------------------- losses
+def _unit(rows: list[list[float]]) -> np.ndarray:
+    a = np.asarray(rows, dtype=np.float64)
+    return a / np.linalg.norm(a, axis=1, keepdims=True)
+
+
+Q = _unit([[1.0, 0.2, -0.3], [0.1, -1.0, 0.5]])
+KPOS = _unit([[0.9, 0.1, -0.2], [-0.4, 0.3, 1.0]])
+NEG = _unit([[0.0, 1.0, 0.0], [1.0, 1.0, 1.0], [-1.0, 0.0, 0.5], [0.3, -0.7, 0.1]])
+R = np.stack([_unit([[0.5, 0.5, 0.0], [0.2, -0.9, 0.1]]), _unit([[1.0, -0.2, 0.3], [0.0, 0.1, 1.0]])], axis=1)
+TAU = 0.2
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    return float(sum(a[i] * b[i] for i in range(len(a))))
+
+
+def test_local_loss_matches_formula() -> None:
+    expected = 0.0
+    for b in range(Q.shape[0]):
+        pos = math.exp(_dot(Q[b], KPOS[b]) / TAU)
+        negs = sum(math.exp(_dot(Q[b], NEG[n]) / TAU) for n in range(NEG.shape[0]))
+        expected += -math.log(pos / (pos + negs))
+    expected /= Q.shape[0]
+    t = torch.from_numpy
+    loss, logits = local_contrastive_loss(t(Q), t(KPOS), t(NEG), TAU)
+    assert logits.shape == (2, 1 + NEG.shape[0])
+    assert abs(loss.item() - expected) < 1e-12
+
+
+def test_neighbour_loss_matches_formula() -> None:
+    expected = 0.0
+    for b in range(R.shape[0]):
+        s_pos = sum(_dot(R[b, j], KPOS[b]) for j in range(R.shape[1]))
+        s_neg = [sum(_dot(R[b, j], NEG[n]) for j in range(R.shape[1])) for n in range(NEG.shape[0])]
+        pos = math.exp(s_pos / TAU)
+        expected += -math.log(pos / (pos + sum(math.exp(s / TAU) for s in s_neg)))
+    expected /= R.shape[0]
+    t = torch.from_numpy
+    loss, _ = neighbour_contrastive_loss(t(R), t(KPOS), t(NEG), TAU)
+    assert abs(loss.item() - expected) < 1e-12
+
+
+def test_top1_and_warmup() -> None:
+    logits = torch.tensor([[3.0, 1.0, 2.0], [0.0, 5.0, 1.0], [2.0, 2.0, -1.0], [9.0, 0.0, 0.0]])
+    assert contrast_top1(logits).item() == pytest.approx(0.75)  # ties resolve to the positive
+    assert neighbour_weight_at(0, 1.0, 2) == 0.0
+    assert neighbour_weight_at(2, 0.5, 2) == 0.5
+
+
+# ---------------------------------------------------------------------------- memory bank
+def test_memory_bank_fifo_with_wraparound() -> None:
+    bank = MemoryBank([7, 3], size=5, dim=2, seed=0)
+    initial = bank.keys.clone()
+    torch.testing.assert_close(initial.norm(dim=-1), torch.ones(2, 5))
+    model: deque[int] = deque([-1] * 5, maxlen=5)  # FIFO of key ids, oldest first
+    slots: list[float] = initial[bank.row(3), :, 0].tolist()
+    ptr = 0
+    counter = 0
+    for n in (3, 3, 1, 7, 5, 2):
+        keys = torch.arange(counter, counter + n, dtype=torch.float32).unsqueeze(1).repeat(1, 2)
+        bank.enqueue(3, keys)
+        for i in range(n):  # reference: write one by one at the pointer
+            slots[ptr] = float(counter + i)
+            ptr = (ptr + 1) % 5
+            model.append(counter + i)
+        counter += n
+        assert bank.pointers[bank.row(3)].item() == ptr
+        assert bank.keys[bank.row(3), :, 0].tolist() == slots
+        if counter >= 5:  # once filled, the queue holds exactly the last K keys
+            assert sorted(bank.keys[bank.row(3), :, 0].tolist()) == sorted(float(k) for k in model)
+    assert torch.equal(bank.keys[bank.row(7)], initial[bank.row(7)])  # other queue untouched
+    assert bank.pointers[bank.row(7)].item() == 0
+    with pytest.raises(KeyError, match="no queue"):
+        bank.enqueue(4, torch.zeros(1, 2))
+
+
+def test_memory_bank_init_independent_of_sharding_and_state_dict() -> None:
+    full = MemoryBank(range(4), size=6, dim=3, seed=5)
+    shard = MemoryBank([2, 0], size=6, dim=3, seed=5)
+    assert torch.equal(shard.negatives(2), full.negatives(2))
+    assert not torch.equal(full.negatives(0), full.negatives(1))
+    assert shard.pointers.dtype == torch.int64
+    shard.enqueue(0, F.normalize(torch.randn(4, 3), dim=1))
+    restored = MemoryBank([2, 0], size=6, dim=3, seed=99)
+    restored.load_state_dict(shard.state_dict())
+    assert torch.equal(restored.keys, shard.keys) and torch.equal(restored.pointers, shard.pointers)
+    restored.enqueue(0, torch.ones(1, 3))  # the id -> row map still works after loading
+    assert restored.pointers[restored.row(0)].item() == 5
+    with pytest.raises(RuntimeError, match="landmark_ids"):
+        MemoryBank([0, 1], size=6, dim=3).load_state_dict(shard.state_dict())
+    keys, ptr = shard.queue(0)
+    full.set_queue(0, keys, ptr)
+    assert torch.equal(full.negatives(0), keys)
+
+
+# ---------------------------------------------------------------------------- momentum
+def test_momentum_update_equation() -> None:
+    torch.manual_seed(0)
+    theta = torch.nn.Linear(3, 2).double()
+    xi = torch.nn.Linear(3, 2).double()
+    before = [p.clone() for p in xi.parameters()]
+    update_momentum(theta, xi, 0.9)
+    for new, old, src in zip(xi.parameters(), before, theta.parameters()):
+        torch.testing.assert_close(new, 0.9 * old + 0.1 * src, atol=1e-15, rtol=0)
+
+
+# ---------------------------------------------------------------------------- model
+def _batch(b: int = 4, k: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "query": torch.randn(b, 1, P, P, P, generator=g),
+        "key": torch.randn(b, 1, P, P, P, generator=g),
+        "neighbours": torch.randn(b, k, 1, P, P, P, generator=g),
+        "loc": torch.rand(3, generator=g) * 2 - 1,
+        "neighbour_locs": torch.rand(k, 3, generator=g) * 2 - 1,
+    }
+
+
+def test_drasclr_forward_matches_parts() -> None:
+    torch.manual_seed(0)
+    model = DrasCLR.build(landmarks=[1, 4], queue_size=16, seed=0).eval()
+    data = _batch()
+    out = model(**data, landmark=4, neighbour_weight=0.5, update_key_encoder=False)
+    assert set(out) == {"loss", "local_loss", "neighbour_loss", "top1", "keys"}
+    assert out["keys"].shape == (4, 128) and not out["keys"].requires_grad
+    # Recompute from the parts (eval mode: BatchNorm uses running statistics, per sample).
+    with torch.no_grad():
+        q = F.normalize(model.head(model.encoder(data["query"], data["loc"])), dim=1)
+        k = F.normalize(model.key_head(model.key_encoder(data["key"], data["loc"])), dim=1)
+        r = torch.stack(
+            [F.normalize(model.head(model.encoder(data["neighbours"][:, j], data["neighbour_locs"][j])), dim=1)
+             for j in range(2)], dim=1)
+        negs = model.memory_bank.negatives(4)
+        local, _ = local_contrastive_loss(q, k, negs, 0.2)
+        ngb, _ = neighbour_contrastive_loss(r, k, negs, 0.2)
+    torch.testing.assert_close(out["keys"], k, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out["local_loss"], local, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out["neighbour_loss"], ngb, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out["loss"].detach(), local + 0.5 * ngb, atol=1e-5, rtol=1e-5)
+    warm = model(**data, landmark=4, neighbour_weight=0.0, update_key_encoder=False)
+    assert warm["neighbour_loss"].item() == 0.0
+    torch.testing.assert_close(warm["loss"].detach(), warm["local_loss"])
+
+
+def _train_steps(seed: int, steps: int = 2) -> DrasCLR:
+    torch.manual_seed(seed)
+    model = DrasCLR.build(landmarks=[0, 1], queue_size=8, seed=seed)
+    opt = torch.optim.SGD(
+        [p for p in model.parameters() if p.requires_grad], lr=0.1, momentum=0.9, weight_decay=1e-4
+    )
+    for step in range(steps):
+        data = _batch(seed=step)
+        out = model(**data, landmark=step % 2)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        model.enqueue(step % 2, out["keys"])
+    return model
+
+
+def test_training_steps_deterministic_and_effective() -> None:
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        a, b = _train_steps(0), _train_steps(0)
+    finally:
+        torch.use_deterministic_algorithms(previous)
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(pa, pb), name
+    torch.manual_seed(0)
+    fresh = DrasCLR.build(landmarks=[0, 1], queue_size=8, seed=0)
+    assert not torch.equal(fresh.encoder.layers[0].conv.experts_weight, a.encoder.layers[0].conv.experts_weight)
+    # the key encoder moved by momentum, slightly
+    delta = (fresh.key_encoder.layers[0].conv.experts_weight - a.key_encoder.layers[0].conv.experts_weight)
+    assert 0 < delta.abs().max() < 1e-2
+    assert a.memory_bank.pointers.tolist() == [4, 4]
+
+
+def test_plain_moco_single_queue() -> None:
+    torch.manual_seed(0)
+    model = PlainMoCo.build(queue_size=8)
+    assert model.encoder.conditioning == "none"
+    assert model.memory_bank.keys.shape == (1, 8, 128)
+    data = _batch()
+    out = model(data["query"], data["key"], landmark=17)
+    assert out["neighbour_loss"].item() == 0.0
+    out["loss"].backward()
+    model.enqueue(17, out["keys"])
+    assert model.memory_bank.pointers.tolist() == [4]
+
+
+def test_local_shuffle_roundtrip() -> None:
+    x = torch.arange(6.0).view(6, 1)
+    loc = torch.arange(18.0).view(6, 3)
+    xs, ls, unshuffle = batch_shuffle(x, loc, distributed=False)
+    assert torch.equal(ls[:, 0] / 3, xs[:, 0])  # locations travel with their patches
+    assert torch.equal(batch_unshuffle(xs, unshuffle, distributed=False), x)
+
+
+# ---------------------------------------------------------------------------- distributed
+def _ddp_worker(rank: int, world: int, init_file: str) -> None:
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        torch.manual_seed(0)  # same weights on every rank; landmark shards differ in size
+        landmarks = [0, 2] if rank == 0 else [1]
+        model = DrasCLR.build(landmarks=landmarks, queue_size=8, distributed=True)
+        data = _batch(b=4, seed=10 + rank)
+        data["loc"] = torch.tensor([0.5, -0.5, 0.25]) * (1 if rank == 0 else -1)
+
+        # Shuffle-BN keys equal a by-hand shuffle of the gathered batch (train-mode BatchNorm).
+        torch.manual_seed(123)
+        keys = model.embed_keys(data["key"], data["loc"])
+        xs = [torch.empty_like(data["key"]) for _ in range(world)]
+        dist.all_gather(xs, data["key"])
+        locs = [torch.empty(3) for _ in range(world)]
+        dist.all_gather(locs, data["loc"])
+        x_all = torch.cat(xs)
+        loc_all = torch.cat([l.expand(4, 3) for l in locs])
+        perm = torch.randperm(4 * world, generator=torch.Generator().manual_seed(123))
+        with torch.no_grad():
+            k_sh = torch.cat([
+                F.normalize(model.key_head(model.key_encoder(x_all[c], loc_all[c])), dim=1)
+                for c in perm.view(world, 4)
+            ])
+        expected = k_sh[torch.argsort(perm)][rank * 4 : (rank + 1) * 4]
+        torch.testing.assert_close(keys, expected, atol=1e-5, rtol=1e-5)
+
+        # One DDP training step: gradients averaged, the unequal banks ignored by DDP.
+        ddp = DDP(model)
+        opt = torch.optim.SGD([p for p in ddp.parameters() if p.requires_grad], lr=0.1)
+        landmark = landmarks[0]
+        out = ddp(**data, landmark=landmark)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        ddp.module.enqueue(landmark, out["keys"])
+        checksum = torch.stack([p.detach().double().sum() for p in model.encoder.parameters()])
+        gathered = [torch.empty_like(checksum) for _ in range(world)]
+        dist.all_gather(gathered, checksum)
+        assert torch.equal(gathered[0], gathered[1]), "query encoders diverged across ranks"
+        assert model.memory_bank.pointers[model.memory_bank.row(landmark)].item() == 4
+    finally:
+        dist.destroy_process_group()
+
+
+def test_shuffle_bn_and_ddp_step_with_two_gloo_processes() -> None:
+    import torch.distributed as dist
+    import torch.multiprocessing as mp
+
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available")
+    with tempfile.TemporaryDirectory() as tmp:
+        init_file = os.path.join(tmp, "init")
+        mp.spawn(_ddp_worker, args=(2, init_file), nprocs=2, join=True)
