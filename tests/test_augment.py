@@ -103,7 +103,8 @@ def test_contrast_keeps_patch_range() -> None:
     x = _patches(b=8, p=8)
     y = random_contrast(x, torch.Generator().manual_seed(0), (0.5, 4.5), prob=1.0)
     torch.testing.assert_close(y.amin(dim=(1, 2, 3, 4)), x.amin(dim=(1, 2, 3, 4)))
-    torch.testing.assert_close(y.amax(dim=(1, 2, 3, 4)), x.amax(dim=(1, 2, 3, 4)), atol=1e-6, rtol=0)
+    torch.testing.assert_close(y.amax(dim=(1, 2, 3, 4)), x.amax(dim=(1, 2, 3, 4)),
+                               atol=1e-6, rtol=0)
     flat = torch.full((1, 1, 4, 4, 4), 0.3)
     assert torch.equal(random_contrast(flat, torch.Generator().manual_seed(0), prob=1.0), flat)
 

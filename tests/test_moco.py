@@ -1,4 +1,4 @@
-"""Losses against explicit formulas, memory-bank FIFO, momentum update, DrasCLR steps, shuffle-BN."""
+"""Losses vs explicit formulas, memory-bank FIFO, momentum update, DrasCLR steps, shuffle-BN."""
 
 from __future__ import annotations
 
@@ -37,7 +37,10 @@ def _unit(rows: list[list[float]]) -> np.ndarray:
 Q = _unit([[1.0, 0.2, -0.3], [0.1, -1.0, 0.5]])
 KPOS = _unit([[0.9, 0.1, -0.2], [-0.4, 0.3, 1.0]])
 NEG = _unit([[0.0, 1.0, 0.0], [1.0, 1.0, 1.0], [-1.0, 0.0, 0.5], [0.3, -0.7, 0.1]])
-R = np.stack([_unit([[0.5, 0.5, 0.0], [0.2, -0.9, 0.1]]), _unit([[1.0, -0.2, 0.3], [0.0, 0.1, 1.0]])], axis=1)
+R = np.stack(  # (B=2, k=2, D=3) neighbour embeddings
+    [_unit([[0.5, 0.5, 0.0], [0.2, -0.9, 0.1]]), _unit([[1.0, -0.2, 0.3], [0.0, 0.1, 1.0]])],
+    axis=1,
+)
 TAU = 0.2
 
 
@@ -158,16 +161,20 @@ def test_drasclr_forward_matches_parts() -> None:
     with torch.no_grad():
         q = F.normalize(model.head(model.encoder(data["query"], data["loc"])), dim=1)
         k = F.normalize(model.key_head(model.key_encoder(data["key"], data["loc"])), dim=1)
+        ngb, ngb_locs = data["neighbours"], data["neighbour_locs"]
         r = torch.stack(
-            [F.normalize(model.head(model.encoder(data["neighbours"][:, j], data["neighbour_locs"][j])), dim=1)
-             for j in range(2)], dim=1)
+            [F.normalize(model.head(model.encoder(ngb[:, j], ngb_locs[j])), dim=1)
+             for j in range(2)],
+            dim=1,
+        )
         negs = model.memory_bank.negatives(4)
         local, _ = local_contrastive_loss(q, k, negs, 0.2)
-        ngb, _ = neighbour_contrastive_loss(r, k, negs, 0.2)
+        ngb_loss, _ = neighbour_contrastive_loss(r, k, negs, 0.2)
     torch.testing.assert_close(out["keys"], k, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(out["local_loss"], local, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(out["neighbour_loss"], ngb, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(out["loss"].detach(), local + 0.5 * ngb, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out["neighbour_loss"], ngb_loss, atol=1e-5, rtol=1e-5)
+    expected = local + 0.5 * ngb_loss
+    torch.testing.assert_close(out["loss"].detach(), expected, atol=1e-5, rtol=1e-5)
     warm = model(**data, landmark=4, neighbour_weight=0.0, update_key_encoder=False)
     assert warm["neighbour_loss"].item() == 0.0
     torch.testing.assert_close(warm["loss"].detach(), warm["local_loss"])
@@ -200,9 +207,11 @@ def test_training_steps_deterministic_and_effective() -> None:
         assert torch.equal(pa, pb), name
     torch.manual_seed(0)
     fresh = DrasCLR.build(landmarks=[0, 1], queue_size=8, seed=0)
-    assert not torch.equal(fresh.encoder.layers[0].conv.experts_weight, a.encoder.layers[0].conv.experts_weight)
+    first = fresh.encoder.layers[0].conv.experts_weight
+    assert not torch.equal(first, a.encoder.layers[0].conv.experts_weight)
     # the key encoder moved by momentum, slightly
-    delta = (fresh.key_encoder.layers[0].conv.experts_weight - a.key_encoder.layers[0].conv.experts_weight)
+    key_first = fresh.key_encoder.layers[0].conv.experts_weight
+    delta = key_first - a.key_encoder.layers[0].conv.experts_weight
     assert 0 < delta.abs().max() < 1e-2
     assert a.memory_bank.pointers.tolist() == [4, 4]
 

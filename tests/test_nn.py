@@ -26,7 +26,7 @@ def reference_loccondconv(
     x: torch.Tensor, loc: torch.Tensor, experts: torch.Tensor, routing: torch.Tensor,
     stride: int, padding: int = 1,
 ) -> torch.Tensor:
-    """The definition, sample by sample: alpha_e = sigmoid(sum_d R_ed l_d), W = sum_e alpha_e W_e."""
+    """The definition, per sample: alpha_e = sigmoid(sum_d R_ed l_d), W = sum_e alpha_e W_e."""
     outs = []
     for b in range(x.shape[0]):
         kernel = torch.zeros_like(experts[0])
@@ -43,7 +43,9 @@ def reference_hyperconv(x: torch.Tensor, loc: torch.Tensor, conv: HyperConv3d) -
     outs = []
     for b in range(x.shape[0]):
         hidden = torch.tanh(conv.embed.weight @ loc[b] + conv.embed.bias)
-        kernel = conv.static_weight + sum(hidden[h] * conv.hyper_weight[h] for h in range(conv.hidden))
+        kernel = conv.static_weight + sum(
+            hidden[h] * conv.hyper_weight[h] for h in range(conv.hidden)
+        )
         outs.append(F.conv3d(x[b : b + 1], kernel, None, conv.stride, conv.padding))
     return torch.cat(outs, dim=0)
 

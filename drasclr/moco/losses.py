@@ -10,7 +10,9 @@ from torch import Tensor
 TEMPERATURE: float = 0.2
 
 
-def contrast_logits(anchor: Tensor, positive: Tensor, negatives: Tensor, temperature: float) -> Tensor:
+def contrast_logits(
+    anchor: Tensor, positive: Tensor, negatives: Tensor, temperature: float
+) -> Tensor:
     """InfoNCE logits ``[a·k+, a·k-_1, ..., a·k-_K] / tau``.
 
     Args:

@@ -175,7 +175,8 @@ class DrasCLR(nn.Module):
             assert neighbours is not None and neighbour_locs is not None
             b, k = neighbours.shape[:2]
             if neighbour_locs.shape != (k, 3):
-                raise ValueError(f"neighbour_locs must be ({k}, 3), got {tuple(neighbour_locs.shape)}")
+                got = tuple(neighbour_locs.shape)
+                raise ValueError(f"neighbour_locs must be ({k}, 3), got {got}")
             flat = neighbours.reshape(b * k, *neighbours.shape[2:])
             flat_locs = neighbour_locs.to(query.dtype).repeat(b, 1)  # row b*k + j -> l_j'
             r = self.embed(flat, flat_locs).view(b, k, -1)

@@ -29,7 +29,7 @@ def world(distributed: bool) -> tuple[int, int]:
 
 @torch.no_grad()
 def concat_all_gather(x: Tensor, distributed: bool) -> Tensor:
-    """Concatenate ``x`` (B, ...) from all ranks in rank order (no gradient); ``x`` itself if off."""
+    """Concatenate ``x`` (B, ...) from all ranks in rank order (no gradient); ``x`` when off."""
     if not distributed:
         return x
     _, size = world(True)

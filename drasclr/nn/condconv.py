@@ -38,15 +38,15 @@ ConvPath = Literal["auto", "shared", "grouped", "experts", "batched", "split", "
 PATHS: tuple[str, ...] = ("auto", "shared", "grouped", "experts", "batched", "split", "loop")
 
 #: ``auto`` uses the per-unique-location split while ``U <= fraction * B`` (U unique locations in
-#: a batch of B), and the grouped convolution above it. Measured on 2 CPU cores (torch 2.13):
-#: split and grouped cost about the same per sample once U ~ B, and split wins clearly when
-#: U << B. See ``drasclr.nn.speed.mixed_path_sweep``.
-SPLIT_MAX_UNIQUE_FRACTION: float = 0.125
+#: a batch of B) and ``batched`` above it. Measured on 2 CPU cores (torch 2.13, encoder forward,
+#: B=64, samples/s split vs batched): U=2 409 vs 341, U=16 503 vs 343, U=32 409 vs 319,
+#: U=48 206 vs 314, U=64 158 vs 322. See ``drasclr.nn.speed.mixed_path_sweep``.
+SPLIT_MAX_UNIQUE_FRACTION: float = 0.5
 #: ``batched`` uses the ``experts`` form in layers whose output has at most this many voxels per
 #: sample (for 32^3 patches the last three layers: 2^3, 2^3 and 1^3 outputs, which hold 70 % of
-#: the weights), grouped convolution elsewhere. Measured (B=64, CPU ms per layer, grouped vs
-#: experts): 4^3 outputs 20-44 vs 22-54 (grouped wins or ties), 2^3 outputs 44-116 vs 3-22,
-#: 1^3 output 193 vs 38; see ``drasclr.nn.speed.layer_path_speed``.
+#: the weights), grouped convolution elsewhere. Measured (B=64, ms per layer, grouped vs
+#: experts): 4^3 outputs 3.0-9.5 vs 4.3-9.7 (grouped wins or ties), 2^3 outputs 17-42 vs 2.9-3.2,
+#: 1^3 output 81 vs 2.5; see ``drasclr.nn.speed.layer_path_speed``.
 EXPERTS_MAX_OUT_VOXELS: int = 8
 
 

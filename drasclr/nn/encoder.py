@@ -110,7 +110,9 @@ class DrasEncoder(nn.Module):
         self.fuse: nn.Module | None = None
         if conditioning == "concat":
             d = REPRESENTATION_DIM
-            self.fuse = nn.Sequential(nn.Linear(d + loc_dim, d), nn.ReLU(inplace=True), nn.Linear(d, d))
+            self.fuse = nn.Sequential(
+                nn.Linear(d + loc_dim, d), nn.ReLU(inplace=True), nn.Linear(d, d)
+            )
         self.out_dim = REPRESENTATION_DIM
 
     @property

@@ -20,10 +20,13 @@ from torch import Tensor
 from drasclr.nn.condconv import LocCondConv3d
 from drasclr.nn.encoder import ENCODER_LAYERS, Conditioning, DrasEncoder
 
-PUBLISHED_GRID = Path(__file__).resolve().parents[3] / "shared" / "reference" / "atlas_patch_loc.npy"
+#: The published landmark grid (../shared/reference next to the checkout), used when present.
+PUBLISHED_GRID = Path(__file__).resolve().parents[3] / "shared/reference/atlas_patch_loc.npy"
 
 
-def best_seconds(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> tuple[float, float]:
+def best_seconds(
+    fn: Callable[[], object], repeats: int = 3, warmup: int = 1
+) -> tuple[float, float]:
     """Best (wall, process CPU) seconds of ``repeats`` calls of ``fn`` after ``warmup`` calls."""
     for _ in range(warmup):
         fn()
@@ -125,7 +128,8 @@ def encoder_forward_speed(
         timings = best_seconds_interleaved(fns, repeats=repeats)
         for p, fn in slow.items():
             timings[p] = best_seconds(fn, repeats=1, warmup=0)
-    return {"batch_size": batch_size, "threads": torch.get_num_threads(), **_rates(batch_size, timings)}
+    rates = _rates(batch_size, timings)
+    return {"batch_size": batch_size, "threads": torch.get_num_threads(), **rates}
 
 
 def mixed_path_sweep(
