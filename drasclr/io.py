@@ -26,6 +26,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from drasclr.fsutil import atomic_path, file_sha256
+from drasclr.patches import mm_to_voxel, voxel_to_mm
 
 __all__ = [
     "IDENTITY_DIRECTION",
@@ -180,11 +181,7 @@ class Geometry:
         Returns:
             Same shape as ``ijk``: LPS positions in mm.
         """
-        pts = np.asarray(ijk, dtype=float)
-        flat = pts.reshape(-1, 3)
-        world = (flat * np.asarray(self.spacing)) @ self.direction_matrix.T
-        world += np.asarray(self.origin)
-        return world.reshape(pts.shape)
+        return voxel_to_mm(ijk, self)
 
     def world_to_index(self, xyz: np.ndarray | Sequence[float]) -> np.ndarray:
         """LPS millimetres -> continuous voxel index (x, y, z order).
@@ -196,10 +193,7 @@ class Geometry:
             Same shape as ``xyz``: continuous indices (x, y, z); round them to address voxels,
             and reverse the order to index a [z, y, x] array.
         """
-        pts = np.asarray(xyz, dtype=float)
-        flat = pts.reshape(-1, 3) - np.asarray(self.origin)
-        ijk = np.linalg.solve(self.direction_matrix, flat.T).T / np.asarray(self.spacing)
-        return ijk.reshape(pts.shape)
+        return mm_to_voxel(xyz, self)
 
     def is_close(self, other: Geometry, atol_mm: float = 1e-4) -> bool:
         """True when both grids have the same shape and agree to ``atol_mm`` (direction to 1e-6)."""

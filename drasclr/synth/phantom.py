@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.ndimage as ndi
 
+from drasclr.patches import mm_to_voxel, voxel_to_mm
+
 from drasclr.synth import shapes as sh
 from drasclr.synth import texture as tx
 from drasclr.synth.texture import F32, Grid
@@ -227,13 +229,13 @@ def world_to_index(points: np.ndarray, origin: tuple[float, float, float],
 
     The array element is ``arr[k, j, i]``; identity direction assumed.
     """
-    return (np.asarray(points, float) - np.asarray(origin)) / np.asarray(spacing)
+    return mm_to_voxel(points, (spacing, origin, np.eye(3)))
 
 
 def index_to_world(index: np.ndarray, origin: tuple[float, float, float],
                    spacing: tuple[float, float, float]) -> np.ndarray:
     """Voxel index (i, j, k) along (x, y, z) -> world LPS mm (x, y, z); identity direction."""
-    return np.asarray(origin) + np.asarray(index, float) * np.asarray(spacing)
+    return voxel_to_mm(index, (spacing, origin, np.eye(3)))
 
 
 # ------------------------------------------------------------------------------- pipeline
