@@ -1020,6 +1020,8 @@ class PatchStore:
 def store_digest(path: str | Path, exclude_attrs: Sequence[str] = ("created_by",)) -> str:
     """SHA-256 over every array file and the attributes of a store (the manifest is excluded).
 
+    Run reports under ``reports/`` (timings) are excluded too; QC figures and configs are included.
+
     Zarr metadata files are hashed as canonical JSON without the ``exclude_attrs`` keys of the
     store attribute; temporary files of interrupted writes (``*.partial``, ``*.tmp``) are skipped.
     """
@@ -1028,7 +1030,8 @@ def store_digest(path: str | Path, exclude_attrs: Sequence[str] = ("created_by",
     files = sorted(p for p in path.rglob("*") if p.is_file())
     for f in files:
         rel = f.relative_to(path).as_posix()
-        if rel == MANIFEST_FILE or f.name.endswith((".partial", ".tmp")) or f.name.startswith("."):
+        if (rel == MANIFEST_FILE or rel.startswith("reports/")
+                or f.name.endswith((".partial", ".tmp")) or f.name.startswith(".")):
             continue
         h.update(rel.encode() + b"\0")
         if f.name == "zarr.json":

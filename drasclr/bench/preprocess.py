@@ -1,0 +1,208 @@
+"""``drasclr bench preprocess``: per-subject cost, accuracy, scaling and store figures in one run.
+
+Measured in one invocation (figures printed and written to ``<dir>/bench_preprocess.json``):
+
+1. A ``paper``-preset synthetic cohort (real-scan size) is generated (or reused); subject 0 is
+   the atlas (its lungs segmented, its landmark grid built).
+2. The cohort is preprocessed with 1 Ray worker, then again into a fresh store with 2 workers:
+   median core-seconds per subject (sum of the single-threaded stage timings), p50/p95 per stage,
+   wall time and subjects/s of each, and their ratio.
+3. Accuracy against the generator's truth: landmark error of ``T_i(l_j)`` vs the true map
+   ``C_i C_atlas^-1`` (canonical-to-world transforms of the phantom), registration Dice.
+4. The published registration (DESIGN.md 6 parameters at 1 mm, antspyx) on one subject's lung
+   mask, for the cost ratio; ``--reference-seconds S`` reuses a recorded figure instead (said so).
+5. Store size vs raw int16 and read throughput of the two access patterns (training batch of
+   128 subjects at a landmark + 2 neighbours; one subject's full landmark set), on this cohort's
+   store and on a larger CT-like synthetic store (:func:`drasclr.store.bench_store`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _landmark_errors(store: Path, synth_manifest: Any, atlas_subject: str) -> dict[str, float]:
+    from drasclr.store import PatchStore
+
+    ps = PatchStore(store)
+    man = ps.manifest.set_index("subject_id")
+    truth = synth_manifest.set_index("subject_id")
+    c_atlas = np.asarray(truth.loc[atlas_subject, "canonical_to_world"]).reshape(4, 4)
+    errs, dices = [], []
+    for sid in ps.subject_ids:
+        if sid == atlas_subject:
+            continue
+        c_i = np.asarray(truth.loc[sid, "canonical_to_world"]).reshape(4, 4)
+        t_true = c_i @ np.linalg.inv(c_atlas)
+        t_reg = np.asarray(man.loc[sid, "transform"]).reshape(4, 4)
+        lm = ps.landmarks
+        p_true = lm @ t_true[:3, :3].T + t_true[:3, 3]
+        p_reg = lm @ t_reg[:3, :3].T + t_reg[:3, 3]
+        errs.append(np.linalg.norm(p_true - p_reg, axis=1))
+        dices.append(float(man.loc[sid, "dice"]))
+    e = np.concatenate(errs) if errs else np.array([np.nan])
+    return {"landmark_error_mean_mm": float(e.mean()), "landmark_error_p95_mm":
+            float(np.percentile(e, 95)), "landmark_error_max_mm": float(e.max()),
+            "dice_min": float(min(dices)) if dices else float("nan"),
+            "dice_median": float(np.median(dices)) if dices else float("nan")}
+
+
+def _reference_registration(store: Path, cohort: Path, atlas_dir: Path, subject: str) -> float:
+    """Seconds of the published registration parameters on one subject's lung mask (1 mm)."""
+    from drasclr.atlas import load_atlas
+    from drasclr.io import Volume, read_ct, resample_isotropic
+    from drasclr.register import RegisterConfig, register_affine
+    from drasclr.segment import segment_lungs
+
+    atlas = load_atlas(atlas_dir)
+    iso = resample_isotropic(read_ct(cohort / "images" / f"{subject}.nii.gz"), 1.0)
+    labels = segment_lungs(Volume(np.clip(iso.array, -1024, 240).astype(np.int16), iso.geometry))
+    t0 = time.perf_counter()
+    register_affine(labels, iso.geometry, atlas.mask, atlas, RegisterConfig.published())
+    return time.perf_counter() - t0
+
+
+def _store_reads(store: Path, batch: int = 128) -> dict[str, float]:
+    from drasclr.store import PatchStore
+
+    ps = PatchStore(store)
+    L, S = ps.num_landmarks, ps.num_subjects
+    idx = ps.store_indices
+    rng = np.random.default_rng(0)
+    n_b, t_b = 0, 0.0
+    for _ in range(8):
+        j = int(rng.integers(L))
+        lms = np.array([j, *ps.neighbours[j, :2]])
+        subj = np.sort(rng.choice(idx, min(batch, S), replace=False))
+        t0 = time.perf_counter()
+        out = ps.read_landmarks_batch(lms, subj)
+        t_b += time.perf_counter() - t0
+        n_b += int(np.prod(out.shape[:2]))
+    n_s, t_s = 0, 0.0
+    for s in rng.choice(idx, min(8, S), replace=False):
+        t0 = time.perf_counter()
+        out = ps.read_subject(int(s))
+        t_s += time.perf_counter() - t0
+        n_s += out.shape[0]
+    raw = L * S * ps.patch_size**3 * 2
+    size = sum(p.stat().st_size for p in (store / "patches").rglob("*") if p.is_file())
+    return {"store_bytes_ratio": size / raw, "batch_patches_per_s": n_b / t_b,
+            "subject_patches_per_s": n_s / t_s, "landmarks": L, "subjects": S}
+
+
+def run_bench(
+    out: Path,
+    n_subjects: int = 5,
+    preset: str = "paper",
+    reference_seconds: float | None = None,
+    skip_reference: bool = False,
+) -> dict[str, Any]:
+    """Run the whole benchmark; returns the figures (also saved as JSON)."""
+    from drasclr.atlas import save_atlas
+    from drasclr.preprocess import PreprocessConfig, atlas_from_ct, stage_seconds
+    from drasclr.preprocess_run import median_core_seconds, run_preprocess
+    from drasclr.raytools import ray_session
+    from drasclr.store import PatchStore, bench_store
+    from drasclr.synth.cohort import generate_cohort
+    from drasclr.synth.config import preset_config
+    from drasclr.tables import read_frame
+
+    out.mkdir(parents=True, exist_ok=True)
+    res: dict[str, Any] = {"preset": preset, "n_subjects": n_subjects}
+    cohort = out / f"cohort-{preset}-{n_subjects}"
+    with ray_session(num_cpus=2):
+        t0 = time.perf_counter()
+        generate_cohort(preset_config(preset, n_subjects=n_subjects), cohort, progress=True)
+        res["synth_seconds"] = time.perf_counter() - t0
+    synth = read_frame(cohort / "manifest.parquet", "synth_manifest")
+    atlas_subject = str(synth["subject_id"].iloc[0])
+    cfg = PreprocessConfig()
+    atlas_dir = out / "atlas"
+    if not (atlas_dir / "atlas.json").exists():
+        save_atlas(atlas_from_ct(cohort / "images" / f"{atlas_subject}.nii.gz", cfg), atlas_dir)
+    runs = {}
+    for workers in (1, 2):
+        store = out / f"store-w{workers}"
+        t0 = time.perf_counter()
+        s = run_preprocess(cohort, atlas_dir, store, cfg.replace(workers=workers), overwrite=True,
+                           progress=True, num_cpus=2)
+        wall = time.perf_counter() - t0
+        man = PatchStore(store).manifest
+        runs[workers] = {"wall_s": wall, "subjects_per_s": s.n_ok / wall, "ok": s.n_ok,
+                         "failed": s.n_failed,
+                         "median_core_s_per_subject": median_core_seconds(man),
+                         "stage_seconds": stage_seconds(man)}
+    res["runs"] = runs
+    res["scaling_2_vs_1"] = runs[2]["subjects_per_s"] / runs[1]["subjects_per_s"]
+    res["accuracy"] = _landmark_errors(out / "store-w1", synth, atlas_subject)
+    res["store"] = _store_reads(out / "store-w1")
+    res["store_ct_like"] = {
+        k: v for k, v in bench_store(out / "bench_store", num_landmarks=96, num_subjects=256,
+                                     baselines=False)["layouts"]["store"].items()
+        if isinstance(v, (int, float))
+    }
+    if reference_seconds is not None:
+        res["reference_registration_s"] = reference_seconds
+        res["reference_source"] = "recorded figure passed with --reference-seconds"
+    elif not skip_reference:
+        sid = str(synth["subject_id"].iloc[1])
+        res["reference_registration_s"] = _reference_registration(out, cohort, atlas_dir, sid)
+        res["reference_source"] = f"measured now on {sid} (published parameters, 1 mm)"
+    (out / "bench_preprocess.json").write_text(json.dumps(res, indent=1, default=float))
+    return res
+
+
+def _print(res: dict[str, Any]) -> None:
+    r1, r2 = res["runs"][1], res["runs"][2]
+    acc, st = res["accuracy"], res["store"]
+    print(f"\n== drasclr bench preprocess ({res['preset']} preset, {res['n_subjects']} subjects)")
+    print(f"median core-seconds per subject (1 worker): {r1['median_core_s_per_subject']:.2f} s "
+          f"(target <= 15)")
+    for s, v in r1["stage_seconds"].items():
+        print(f"  {s:<9} p50 {v['p50']:6.2f} s   p95 {v['p95']:6.2f} s")
+    print(f"1 worker: {r1['subjects_per_s']:.4f} subj/s ({r1['wall_s']:.1f} s wall); 2 workers: "
+          f"{r2['subjects_per_s']:.4f} subj/s ({r2['wall_s']:.1f} s) -> ratio "
+          f"{res['scaling_2_vs_1']:.2f}x (target >= 1.7)")
+    print(f"landmark error vs true transform: mean {acc['landmark_error_mean_mm']:.2f} mm, p95 "
+          f"{acc['landmark_error_p95_mm']:.2f} mm, max {acc['landmark_error_max_mm']:.2f} mm "
+          f"(target <= 2); registration Dice min {acc['dice_min']:.3f}, median "
+          f"{acc['dice_median']:.3f} (target >= 0.95)")
+    if "reference_registration_s" in res:
+        reg_p50 = r1["stage_seconds"].get("register", {}).get("p50", float("nan"))
+        print(f"published registration: {res['reference_registration_s']:.1f} s per subject "
+              f"({res['reference_source']}); ours {reg_p50:.2f} s -> "
+              f"{res['reference_registration_s'] / reg_p50:.0f}x faster registration, "
+              f"{res['reference_registration_s'] / r1['median_core_s_per_subject']:.0f}x the "
+              "whole preprocessing of a subject")
+    print(f"store on this cohort: {st['store_bytes_ratio']:.3f}x raw int16; batch read "
+          f"{st['batch_patches_per_s']:.0f} patches/s, subject read "
+          f"{st['subject_patches_per_s']:.0f} patches/s (L={st['landmarks']}, S={st['subjects']})")
+    ct = res["store_ct_like"]
+    print("store on CT-like noisy patches (96 landmarks x 256 subjects): "
+          + ", ".join(f"{k} {v:.3g}" for k, v in ct.items()))
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    res = run_bench(args.dir, args.n, args.preset, args.reference_seconds, args.skip_reference)
+    _print(res)
+    print(f"figures saved: {args.dir / 'bench_preprocess.json'}")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add ``bench preprocess``."""
+    p = sub.add_parser("preprocess", help="per-subject cost, accuracy, 2-vs-1 worker scaling, "
+                                          "store size and read speed")
+    p.add_argument("--dir", type=Path, default=Path("runs/bench-preprocess"))
+    p.add_argument("--n", type=int, default=5, help="subjects (subject 0 is the atlas)")
+    p.add_argument("--preset", default="paper", help="synthetic preset (default paper)")
+    p.add_argument("--reference-seconds", type=float, default=None,
+                   help="reuse a recorded published-registration time instead of measuring")
+    p.add_argument("--skip-reference", action="store_true", help="skip the published reference")
+    p.set_defaults(handler=_cmd)
