@@ -1,0 +1,150 @@
+"""``drasclr bench train``: training-step, feature-extraction, data-wait and queue-memory figures.
+
+Measured in one run and printed with the issue's targets:
+
+- full DrasCLR step (query, key, k neighbours, both losses, SGD, enqueue) samples/s with
+  Loc-CondConv vs static convolutions (target ratio >= 0.85);
+- feature extraction samples/s: the published per-sample loop, the mixed-location path (one
+  subject's whole landmark set in one batch; target >= 1.5x loop), landmark-major batches with
+  one shared kernel (target >= 0.9x static) and the static encoder;
+- fraction of step time waiting for data in a real single-process run over a synthetic store
+  (target < 10 %);
+- memory-bank bytes per worker, measured vs ``L*K*D*4/N`` for N = 1, 2.
+
+Wall-clock and CPU-time rates are both printed (:mod:`drasclr.nn.speed`); on a shared machine
+compare the CPU-time figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from drasclr.nn.speed import encoder_forward_speed, training_step_speed
+
+
+def queue_memory(num_landmarks: int, queue_size: int, dim: int, workers: tuple[int, ...]
+                 ) -> list[dict[str, Any]]:
+    """Bytes of rank 0's memory bank when ``num_landmarks`` are sharded over N workers."""
+    from drasclr.moco.memory_bank import MemoryBank
+    from drasclr.train.loader import landmark_shard
+    from drasclr.train.loop import queue_bytes
+
+    rows = []
+    for n in workers:
+        own = landmark_shard(num_landmarks, n, 0)
+        bank = MemoryBank(own.tolist(), size=queue_size, dim=dim)
+        rows.append({
+            "workers": n,
+            "landmarks_rank0": len(own),
+            "measured_bytes": queue_bytes(bank),
+            "keys_bytes": bank.keys.nelement() * bank.keys.element_size(),
+            "formula_bytes": num_landmarks * queue_size * dim * 4 / n,
+        })
+        del bank
+    return rows
+
+
+def data_wait(batch_size: int, steps: int, patch_size: int, threads: int) -> dict[str, Any]:
+    """Data-wait fraction of a short single-process run over a synthetic store."""
+    from drasclr.train.config import PretrainConfig
+    from drasclr.train.loop import read_metrics
+    from drasclr.train.run import train_single_process
+    from drasclr.train.synthetic import make_synthetic_store
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = make_synthetic_store(Path(tmp) / "store", 8, batch_size * 2, patch_size)
+        cfg = PretrainConfig(batch_size=batch_size, steps=steps, queue_size=256,
+                             log_every=steps, checkpoint_every=steps, threads_per_worker=threads)
+        train_single_process(cfg, store, Path(tmp) / "out")
+        rec = [m for m in read_metrics(Path(tmp) / "out") if m["event"] == "train"][-1]
+    return {"batch_size": batch_size, "steps": steps,
+            "data_wait_fraction": rec["data_wait_fraction"],
+            "samples_per_s": rec["samples_per_s"]}
+
+
+def run_bench(args: argparse.Namespace) -> dict[str, Any]:
+    """All measurements; returns a JSON-able dict."""
+    t0 = time.perf_counter()
+    out: dict[str, Any] = {"threads": args.threads, "device": args.device,
+                           "cuda_available": torch.cuda.is_available()}
+    out["train_step"] = training_step_speed(
+        batch_size=args.step_batch, queue_size=args.queue_size, steps=args.repeats,
+        threads=args.threads, device=args.device,
+    )
+    out["extraction"] = encoder_forward_speed(
+        batch_size=args.extract_batch, paths=("shared", "static", "auto", "loop"),
+        repeats=args.repeats, threads=args.threads, device=args.device,
+    )
+    out["data_wait"] = data_wait(args.wait_batch, args.wait_steps, 32, args.threads)
+    out["queue_memory"] = queue_memory(args.landmarks, args.queue_size, 128, (1, 2))
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def _print(res: dict[str, Any]) -> None:
+    ts = res["train_step"]
+    print(f"threads {res['threads']}, device {res['device']}")
+    print(f"\nfull DrasCLR training step (B={ts['batch_size']}, k={ts['neighbours']}):")
+    for c in ("loccondconv", "none"):
+        print(f"  {c:12s} {ts['samples_per_s'][c]:8.1f} samples/s   "
+              f"{ts['samples_per_cpu_s'][c]:8.1f} samples/CPU-s")
+    r_wall = ts["samples_per_s"]["loccondconv"] / ts["samples_per_s"]["none"]
+    r_cpu = ts["samples_per_cpu_s"]["loccondconv"] / ts["samples_per_cpu_s"]["none"]
+    print(f"  Loc-CondConv / static: {r_wall:.2f} wall, {r_cpu:.2f} CPU (target >= 0.85)")
+    ex = res["extraction"]
+    print(f"\nfeature extraction (B={ex['batch_size']}, encoder forward, no grad):")
+    names = {"loop": "per-sample loop", "auto": "mixed-location (one subject, all landmarks)",
+             "shared": "landmark-major shared kernel", "static": "static convolutions"}
+    for p in ("loop", "auto", "shared", "static"):
+        print(f"  {names[p]:45s} {ex['samples_per_s'][p]:8.1f} samples/s "
+              f"{ex['samples_per_cpu_s'][p]:8.1f} samples/CPU-s")
+    for key in ("samples_per_s", "samples_per_cpu_s"):
+        r = ex[key]
+        print(f"  [{key}] mixed / loop {r['auto'] / r['loop']:.2f} (target >= 1.5); "
+              f"shared / static {r['shared'] / r['static']:.2f} (target >= 0.9)")
+    dw = res["data_wait"]
+    print(f"\ndata wait (single-process run, B={dw['batch_size']}, {dw['steps']} steps, P=32): "
+          f"{100 * dw['data_wait_fraction']:.2f} % of step time (target < 10 %), "
+          f"{dw['samples_per_s']:.1f} samples/s")
+    print("\nmemory bank per worker (rank 0):")
+    for q in res["queue_memory"]:
+        print(f"  N={q['workers']}: {q['landmarks_rank0']} landmarks, measured "
+              f"{q['measured_bytes'] / 2**20:.1f} MiB (keys {q['keys_bytes'] / 2**20:.1f} MiB) vs "
+              f"L*K*D*4/N = {q['formula_bytes'] / 2**20:.1f} MiB")
+    if not res["cuda_available"]:
+        print("\nGPU: not available on this machine (no samples/s per GPU, no NCCL run)")
+    print(f"\ntotal {res['seconds']:.0f} s")
+
+
+def _bench(args: argparse.Namespace) -> int:
+    res = run_bench(args)
+    _print(res)
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1, default=str))
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add ``bench train``."""
+    p = sub.add_parser("train", help="training step, feature extraction, data wait, queue memory")
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--step-batch", dest="step_batch", type=int, default=32,
+                   help="subjects per training step")
+    p.add_argument("--extract-batch", dest="extract_batch", type=int, default=581,
+                   help="patches per extraction batch (581 = one subject's landmark set)")
+    p.add_argument("--wait-batch", dest="wait_batch", type=int, default=32,
+                   help="batch size of the data-wait run")
+    p.add_argument("--wait-steps", dest="wait_steps", type=int, default=6)
+    p.add_argument("--landmarks", type=int, default=581, help="L for the queue memory figure")
+    p.add_argument("--queue-size", dest="queue_size", type=int, default=4096, help="K")
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    p.set_defaults(handler=_bench)

@@ -1,0 +1,130 @@
+"""Configuration of the pretraining stage (saved as ``pretrain_config.yaml`` in the output folder)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from drasclr.config import StageConfig, check
+from drasclr.nn.encoder import CONDITIONINGS
+
+ModelKind = Literal["drasclr", "moco"]
+CONFIG_FILE = "pretrain_config.yaml"
+
+
+@dataclass(frozen=True)
+class PretrainConfig(StageConfig):
+    """Everything that defines a pretraining run (DESIGN.md §4, "Training defaults").
+
+    Attributes:
+        model: ``drasclr`` (per-landmark queues, neighbour loss) or ``moco`` (plain MoCo: one
+            global queue, static convolutions, no neighbour loss).
+        conditioning: encoder conditioning (``loccondconv``, ``none``, ``concat``, ``hypernet``);
+            ``moco`` needs ``none``.
+        experts: E, experts per Loc-CondConv layer.
+        dim: D, embedding (key) dimension.
+        queue_size: K, keys per landmark queue.
+        temperature: tau of both losses.
+        momentum: m of the key-encoder update.
+        neighbours: k, neighbour landmarks per batch (0 disables the neighbour loss).
+        neighbour_weight: beta of ``L = L_loc + beta L_ngb``.
+        warmup_epochs: epochs trained with the local loss only (beta = 0).
+        batch_size: B, subjects per batch (per worker); batches are dropped when incomplete.
+        lr: base learning rate (paper: 0.01 for B = 128).
+        lr_warmup_steps: linear learning-rate warm-up steps before the cosine decay.
+        sgd_momentum: SGD momentum.
+        weight_decay: SGD weight decay.
+        epochs: passes over every worker's landmark batches (used when ``steps`` is 0).
+        steps: total optimizer steps; 0 derives it from ``epochs``.
+        checkpoint_every: save a checkpoint every this many steps (and at the end).
+        keep_checkpoints: checkpoints kept by Ray Train.
+        log_every: write a metrics line every this many steps.
+        seed: seed of weights, queues, landmark order and augmentation.
+        workers: Ray Train workers N (landmarks are sharded across them).
+        cpus_per_worker: CPUs reserved per worker (fractions allowed, e.g. 0.5 in tests).
+        threads_per_worker: torch intra-op threads per worker (0 = leave torch's default).
+        use_gpu: one GPU per worker, NCCL; otherwise gloo on CPU.
+        deterministic: ``torch.use_deterministic_algorithms(True)`` (bit-reproducible resume).
+        augment: apply the official augmentation (off only for tests/benchmarks).
+        prefetch: batches the background loader thread reads ahead.
+        max_failures: worker-group restarts Ray Train attempts after a failure.
+        run_name: Ray Train run name (the folder under the output's ``ray/`` storage path).
+    """
+
+    stage: ClassVar[str] = "pretrain"
+
+    model: ModelKind = "drasclr"
+    conditioning: str = "loccondconv"
+    experts: int = 8
+    dim: int = 128
+    queue_size: int = 4096
+    temperature: float = 0.2
+    momentum: float = 0.999
+    neighbours: int = 2
+    neighbour_weight: float = 1.0
+    warmup_epochs: int = 0
+    batch_size: int = 128
+    lr: float = 0.01
+    lr_warmup_steps: int = 0
+    sgd_momentum: float = 0.9
+    weight_decay: float = 1e-4
+    epochs: int = 20
+    steps: int = 0
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    seed: int = 0
+    workers: int = 1
+    cpus_per_worker: float = 1.0
+    threads_per_worker: int = 0
+    use_gpu: bool = False
+    deterministic: bool = False
+    augment: bool = True
+    prefetch: int = 4
+    max_failures: int = 3
+    run_name: str = "pretrain"
+
+    def validate(self) -> None:
+        """Check ranges and cross-field rules; errors name the field."""
+        s = self.stage
+        check(
+            self.conditioning in CONDITIONINGS, s, "conditioning",
+            f"must be one of {list(CONDITIONINGS)}, got {self.conditioning!r}",
+        )
+        check(
+            self.model != "moco" or self.conditioning == "none", s, "conditioning",
+            "plain MoCo ('model: moco') uses static convolutions: set conditioning to 'none'",
+        )
+        check(self.experts >= 1, s, "experts", f"must be >= 1, got {self.experts}")
+        check(self.dim >= 1, s, "dim", f"must be >= 1, got {self.dim}")
+        check(self.queue_size >= 1, s, "queue_size", f"must be >= 1, got {self.queue_size}")
+        check(self.temperature > 0, s, "temperature", f"must be > 0, got {self.temperature}")
+        check(0 <= self.momentum < 1, s, "momentum", f"must be in [0, 1), got {self.momentum}")
+        check(0 <= self.neighbours <= 16, s, "neighbours", f"must be in [0, 16], got {self.neighbours}")
+        check(self.neighbour_weight >= 0, s, "neighbour_weight", "must be >= 0")
+        check(self.warmup_epochs >= 0, s, "warmup_epochs", "must be >= 0")
+        check(self.batch_size >= 2, s, "batch_size", f"must be >= 2, got {self.batch_size}")
+        check(math.isfinite(self.lr) and self.lr > 0, s, "lr", f"must be > 0, got {self.lr}")
+        check(self.lr_warmup_steps >= 0, s, "lr_warmup_steps", "must be >= 0")
+        check(0 <= self.sgd_momentum < 1, s, "sgd_momentum", "must be in [0, 1)")
+        check(self.weight_decay >= 0, s, "weight_decay", "must be >= 0")
+        check(self.epochs >= 1 or self.steps >= 1, s, "epochs", "set epochs >= 1 or steps >= 1")
+        check(self.steps >= 0, s, "steps", "must be >= 0 (0 = derive from epochs)")
+        check(self.checkpoint_every >= 1, s, "checkpoint_every", "must be >= 1")
+        check(self.keep_checkpoints >= 1, s, "keep_checkpoints", "must be >= 1")
+        check(self.log_every >= 1, s, "log_every", "must be >= 1")
+        check(self.workers >= 1, s, "workers", f"must be >= 1, got {self.workers}")
+        check(self.cpus_per_worker > 0, s, "cpus_per_worker", "must be > 0")
+        check(self.threads_per_worker >= 0, s, "threads_per_worker", "must be >= 0")
+        check(self.prefetch >= 1, s, "prefetch", "must be >= 1")
+        check(self.max_failures >= 0, s, "max_failures", "must be >= 0")
+        check(
+            bool(self.run_name) and self.run_name.replace("-", "").replace("_", "").isalnum(),
+            s, "run_name", f"must be letters, digits, '-' or '_', got {self.run_name!r}",
+        )
+
+    @property
+    def uses_neighbours(self) -> bool:
+        """True when batches carry neighbour patches (DrasCLR with k >= 1)."""
+        return self.model == "drasclr" and self.neighbours > 0

@@ -1,0 +1,534 @@
+"""The per-worker training loop: plain PyTorch, the same code on one CPU process or N GPU workers.
+
+:func:`train_worker` runs on every rank. Everything distributed sits behind
+``WorkerContext.distributed``: the DDP wrapper (gradient averaging), shuffle-BN (inside the model),
+the agreement on non-finite losses, and metric averaging. Ray appears only in
+:mod:`drasclr.train.run`, which builds the context (rank, device, checkpoint to restore, a
+function that publishes checkpoints) and calls this loop.
+
+One step at landmark ``j`` (DESIGN.md §4.5-4.8)::
+
+    patches (1 + k, B, P, P, P) int16 --hu_to_input--> [-1, 1] on the device
+    query, key = aug(x_j), aug'(x_j); neighbours = aug(x_j') for j' in N(j)   (batched, seeded)
+    loss = L_loc + beta L_ngb  (beta = 0 during warm-up epochs); SGD step; enqueue keys in Q_j
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from drasclr.augment import NO_AUGMENTATION, AugmentParams, augment
+from drasclr.moco.losses import neighbour_weight_at
+from drasclr.moco.memory_bank import MemoryBank
+from drasclr.moco.model import DrasCLR, PlainMoCo
+from drasclr.nn.encoder import DrasEncoder, ProjectionHead
+from drasclr.nn.intensity import hu_to_input
+from drasclr.store import PatchStore
+from drasclr.train.checkpoint import (
+    CheckpointError,
+    load_model_state,
+    load_rank_state,
+    save_model_state,
+    save_rank_state,
+)
+from drasclr.train.config import PretrainConfig
+from drasclr.train.loader import LandmarkBatch, LandmarkBatchSampler, PatchLoader
+
+METRICS_FILE = "metrics.jsonl"
+NAN_DIAGNOSTIC_FILE = "nonfinite_loss.json"
+
+#: publish(directory, step, metrics): hand a checkpoint directory holding this rank's files on.
+Publish = Callable[[Path, int, dict[str, Any]], None]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; the message carries the diagnostic JSON."""
+
+    def __init__(self, diagnostic: dict[str, Any]) -> None:
+        self.diagnostic = diagnostic
+        super().__init__(
+            f"non-finite loss at step {diagnostic.get('step')} (landmark "
+            f"{diagnostic.get('landmark')}); training stopped. Diagnostic:\n"
+            + json.dumps(diagnostic, indent=1, default=str)
+        )
+
+
+@dataclass
+class WorkerContext:
+    """Where a worker runs and how it saves.
+
+    Attributes:
+        rank: this worker's rank.
+        world_size: number of workers N.
+        device: training device.
+        distributed: use torch.distributed (an initialised process group is required).
+        restore_from: checkpoint directory to resume from, or None for a fresh start.
+        publish: called with each checkpoint directory this rank wrote (all ranks, same steps).
+        stop_after: stop after this global step although the run is longer (simulates an
+            interruption; tests only).
+        fault: test hook ``{"rank", "step", "marker"}``: that rank kills its own process (SIGKILL)
+            after that step, once (the marker file records that it happened).
+        progress: show a progress bar on rank 0.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    distributed: bool = False
+    restore_from: Path | None = None
+    publish: Publish | None = None
+    stop_after: int | None = None
+    fault: dict[str, Any] | None = None
+    progress: bool = True
+
+
+# --------------------------------------------------------------------------- pieces
+def build_model(
+    config: PretrainConfig, landmarks: np.ndarray, distributed: bool
+) -> DrasCLR:
+    """The model of ``config`` whose memory bank holds only ``landmarks`` (this worker's shard).
+
+    Plain MoCo keeps one global queue per worker instead.
+    """
+    torch.manual_seed(config.seed)  # identical initial weights on every rank
+    encoder = DrasEncoder(config.conditioning, experts=config.experts)
+    head = ProjectionHead(encoder.out_dim, 128, config.dim)
+    if config.model == "moco":
+        bank = MemoryBank((0,), size=config.queue_size, dim=config.dim, seed=config.seed)
+        return PlainMoCo(
+            encoder, head, bank, config.temperature, config.momentum, distributed,
+            use_neighbours=False, global_queue=True,
+        )
+    bank = MemoryBank(landmarks.tolist(), size=config.queue_size, dim=config.dim, seed=config.seed)
+    return DrasCLR(encoder, head, bank, config.temperature, config.momentum, distributed)
+
+
+def learning_rate(config: PretrainConfig, step: int, total_steps: int) -> float:
+    """Learning rate of 0-based ``step``: linear warm-up, then cosine decay to 0 at the end."""
+    w = min(config.lr_warmup_steps, max(total_steps - 1, 0))
+    if step < w:
+        return config.lr * (step + 1) / w
+    span = max(total_steps - w, 1)
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * (step - w) / span))
+
+
+def total_steps(config: PretrainConfig, steps_per_epoch: int) -> int:
+    """Optimizer steps of the whole run."""
+    return config.steps if config.steps > 0 else config.epochs * steps_per_epoch
+
+
+def queue_bytes(bank: MemoryBank) -> int:
+    """Bytes this worker's memory bank holds (keys + pointers + ids)."""
+    return sum(b.nelement() * b.element_size() for b in bank.buffers())
+
+
+def _rng_state(gen: torch.Generator, device: torch.device) -> dict[str, Tensor]:
+    state = {"torch": torch.get_rng_state(), "augment": gen.get_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, Tensor], gen: torch.Generator, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    gen.set_state(state["augment"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _bank_state(model: DrasCLR) -> dict[str, Tensor]:
+    return {k: v.detach().cpu() for k, v in model.memory_bank.state_dict().items()}
+
+
+def _model_state(model: DrasCLR) -> dict[str, Tensor]:
+    return {
+        k: v.detach().cpu()
+        for k, v in model.state_dict().items()
+        if not k.startswith("memory_bank.")
+    }
+
+
+class MetricsLog:
+    """Rank 0's JSON-lines log (one object per line) plus TensorBoard scalars when installed."""
+
+    def __init__(self, out_dir: Path | None, enabled: bool) -> None:
+        self.path = out_dir / METRICS_FILE if (out_dir is not None and enabled) else None
+        self._tb: Any = None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                try:
+                    from tensorboardX import SummaryWriter  # type: ignore[no-redef]
+                except ImportError:
+                    SummaryWriter = None  # type: ignore[assignment,misc]
+            if SummaryWriter is not None:
+                self._tb = SummaryWriter(str(out_dir / "tensorboard"))
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Append one record (and its numbers to TensorBoard when it has a step)."""
+        if self.path is None:
+            return
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(record, default=float) + "\n")
+        if self._tb is not None and "step" in record and record.get("event") == "train":
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k not in ("step", "epoch"):
+                    self._tb.add_scalar(f"train/{k}", v, record["step"])
+
+    def close(self) -> None:
+        """Flush TensorBoard."""
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_metrics(out_dir: str | Path) -> list[dict[str, Any]]:
+    """All records of a run's ``metrics.jsonl`` (in write order; restarts repeat steps)."""
+    path = Path(out_dir) / METRICS_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _diagnostic(
+    model: DrasCLR,
+    batch: LandmarkBatch,
+    views: dict[str, Tensor],
+    out: dict[str, Tensor],
+    step: int,
+    lr: float,
+    rank: int,
+    last_grad_norm: float | None,
+) -> dict[str, Any]:
+    bad_params = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+    max_param = max(float(p.detach().abs().max()) for p in model.parameters())
+    spec = batch.spec
+    hu = batch.patches
+    return {
+        "step": step,
+        "epoch": spec.epoch,
+        "rank": rank,
+        "landmark": spec.landmark,
+        "neighbours": spec.neighbours.tolist(),
+        "store_indices": spec.store_indices.tolist(),
+        "loss": float(out["loss"].detach()),
+        "local_loss": float(out["local_loss"]),
+        "neighbour_loss": float(out["neighbour_loss"]),
+        "lr": lr,
+        "input_hu_min": int(hu.min()),
+        "input_hu_max": int(hu.max()),
+        "nonfinite_input_values": {
+            k: int((~torch.isfinite(v)).sum()) for k, v in views.items() if v is not None
+        },
+        "nonfinite_parameters": bad_params[:20],
+        "max_abs_parameter": max_param,
+        "last_grad_norm": last_grad_norm,
+        "nonfinite_queue_values": int((~torch.isfinite(model.memory_bank.keys)).sum()),
+        "hint": "lower lr, check the temperature, or inspect these subjects' patches",
+    }
+
+
+@torch.no_grad()
+def probe_loss(
+    model: DrasCLR,
+    patches_hu: Tensor,
+    loc: Tensor,
+    seed: int = 0,
+    augmented: bool = True,
+) -> float:
+    """Subject-discrimination InfoNCE of a model on one fixed batch (lower = more distinct).
+
+    Queries ``f_theta(aug(x_b))`` are contrasted with keys ``f_xi(aug'(x_b))`` of the same batch:
+    the positive of subject b is its own key, the negatives the other subjects' keys. Unlike the
+    training loss it does not depend on the queues, so it compares models fairly (e.g. before
+    and after training). BatchNorm uses batch statistics; the model is not changed.
+
+    Args:
+        model: a DrasCLR model (its state is left as it was).
+        patches_hu: (B, P, P, P) HU patches of B subjects at one landmark.
+        loc: (3,) normalised landmark.
+        seed: seed of the augmentation.
+        augmented: use the official augmentation for both views.
+    """
+    import copy
+
+    m = copy.deepcopy(model).train()
+    device = next(m.parameters()).device
+    x = hu_to_input(patches_hu.to(device)).unsqueeze(1)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    params = AugmentParams() if augmented else NO_AUGMENTATION
+    q = torch.nn.functional.normalize(m.head(m.encoder(augment(x, gen, params), loc)), dim=1)
+    k = torch.nn.functional.normalize(
+        m.key_head(m.key_encoder(augment(x, gen, params), loc)), dim=1
+    )
+    logits = q @ k.t() / m.temperature
+    target = torch.arange(x.shape[0], device=device)
+    return float(torch.nn.functional.cross_entropy(logits, target))
+
+
+# --------------------------------------------------------------------------- the loop
+def train_worker(
+    config: PretrainConfig,
+    store_path: str | Path,
+    out_dir: str | Path | None,
+    ctx: WorkerContext,
+) -> dict[str, Any]:
+    """Train this worker's part of the run (all ranks call it with the same config).
+
+    Args:
+        config: the run's configuration.
+        store_path: patch store directory.
+        out_dir: run folder for ``metrics.jsonl`` (rank 0) and the non-finite diagnostic.
+        ctx: rank, device, restore point and checkpoint publisher.
+
+    Returns:
+        Final metrics of this worker: ``step`` (steps done), ``total_steps``, ``landmarks``
+        (owned ids), ``queue_bytes`` and the last logged window's averages.
+
+    Raises:
+        NonFiniteLossError: the loss became NaN/inf (all ranks raise together).
+        StoreError, LoaderError, CheckpointError: unusable inputs.
+    """
+    if config.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    if config.threads_per_worker:
+        torch.set_num_threads(config.threads_per_worker)
+    device = ctx.device
+    out = Path(out_dir) if out_dir is not None else None
+    store = PatchStore(store_path)
+    k = config.neighbours if config.uses_neighbours else 0
+    sampler = LandmarkBatchSampler(
+        store.valid, store.neighbours, config.batch_size, k, ctx.rank, ctx.world_size, config.seed
+    )
+    n_total = total_steps(config, sampler.steps_per_epoch)
+    locations = torch.as_tensor(store.landmarks_norm, dtype=torch.float32, device=device)
+
+    model = build_model(config, sampler.landmarks, ctx.distributed).to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(
+        params, lr=config.lr, momentum=config.sgd_momentum, weight_decay=config.weight_decay
+    )
+    gen = torch.Generator(device=device).manual_seed(config.seed * 7919 + ctx.rank + 1)
+    torch.manual_seed(config.seed * 104729 + ctx.rank)
+    aug_params = AugmentParams() if config.augment else NO_AUGMENTATION
+
+    start = 0
+    if ctx.restore_from is not None:
+        shared = load_model_state(ctx.restore_from)
+        own = load_rank_state(ctx.restore_from, ctx.rank, ctx.world_size)
+        sched = shared["schedule"]
+        if int(sched["total_steps"]) != n_total:
+            raise CheckpointError(
+                f"{ctx.restore_from}: checkpoint of a {sched['total_steps']}-step run, this run "
+                f"has {n_total} steps (config or store changed); use a new output folder"
+            )
+        state = dict(shared["model"])
+        state.update({f"memory_bank.{k_}": v for k_, v in own["memory_bank"].items()})
+        model.load_state_dict(state)
+        optimizer.load_state_dict(shared["optimizer"])
+        start = int(sched["step"])
+        _set_rng_state(own["rng"], gen, device)
+    loader = PatchLoader(
+        store, sampler, start_step=start, prefetch=config.prefetch,
+        pin_memory=device.type == "cuda",
+    )
+    if ctx.restore_from is not None:
+        loader.load_state_dict(own["loader"])  # checks seed / rank / world size
+
+    train_model: nn.Module = model
+    if ctx.distributed:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        train_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    log = MetricsLog(out, ctx.rank == 0)
+    log.write({
+        "event": "start", "step": start, "total_steps": n_total, "world_size": ctx.world_size,
+        "restored_from": str(ctx.restore_from) if ctx.restore_from else None, "time": time.time(),
+    })
+    bar = None
+    if ctx.rank == 0 and ctx.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_total, initial=start, desc="pretrain", unit="step", disable=None)
+
+    stop = n_total if ctx.stop_after is None else min(n_total, ctx.stop_after)
+    window = _Window()
+    last: dict[str, Any] = {}
+    last_grad_norm: float | None = None
+    model.train()
+    step = start
+    try:
+        while step < stop:
+            t0 = time.perf_counter()
+            wait0 = loader.wait_seconds
+            batch = loader.next_batch()
+            spec = batch.spec
+            x = hu_to_input(batch.patches.to(device, non_blocking=True)).unsqueeze(2)
+            query = augment(x[0], gen, aug_params)
+            key = augment(x[0], gen, aug_params)
+            ngb = None
+            if k:
+                b = x.shape[1]
+                flat = augment(x[1:].reshape(k * b, *x.shape[2:]), gen, aug_params)
+                ngb = flat.view(k, b, *x.shape[2:]).transpose(0, 1)
+            lr = learning_rate(config, step, n_total)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            beta = neighbour_weight_at(spec.epoch, config.neighbour_weight, config.warmup_epochs)
+            loc = locations[spec.landmark]
+            nlocs = locations[torch.as_tensor(spec.neighbours, device=device)] if k else None
+            out_step = train_model(
+                query, key, ngb, loc, nlocs, landmark=spec.landmark, neighbour_weight=beta
+            )
+            finite = torch.isfinite(out_step["loss"].detach()).to(torch.float32)
+            if ctx.distributed:
+                dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+            if finite.item() < 1.0:
+                views = {"query": query, "key": key, "neighbours": ngb}
+                diag = _diagnostic(model, batch, views, out_step, step, lr, ctx.rank,
+                                   last_grad_norm)
+                if out is not None and ctx.rank == 0:
+                    from drasclr.fsutil import atomic_write_text
+
+                    atomic_write_text(out / NAN_DIAGNOSTIC_FILE, json.dumps(diag, indent=1))
+                raise NonFiniteLossError(diag)
+            optimizer.zero_grad(set_to_none=True)
+            out_step["loss"].backward()
+            grads = [p.grad.detach() for p in params if p.grad is not None]
+            last_grad_norm = float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
+            optimizer.step()
+            model.enqueue(spec.landmark, out_step["keys"])
+            step += 1
+            window.add(out_step, config.batch_size, time.perf_counter() - t0,
+                       loader.wait_seconds - wait0)
+            if bar is not None:
+                bar.update(1)
+
+            if step % config.log_every == 0 or step == stop:
+                last = window.summary(ctx.distributed, ctx.world_size, device)
+                last.update(step=step, epoch=spec.epoch, lr=lr, neighbour_weight=beta,
+                            grad_norm=last_grad_norm)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{last['loss']:.3f}", top1=f"{last['top1']:.2f}")
+                log.write({"event": "train", **last, "time": time.time()})
+                window = _Window()
+            if step % config.checkpoint_every == 0 or step == n_total:
+                _checkpoint(model, optimizer, loader, gen, device, ctx, step, n_total, last)
+            if ctx.fault and ctx.rank == int(ctx.fault["rank"]) and step == int(ctx.fault["step"]):
+                marker = Path(ctx.fault["marker"])
+                if not marker.exists():
+                    marker.write_text(f"killed rank {ctx.rank} after step {step}\n")
+                    os.kill(os.getpid(), signal.SIGKILL)
+    finally:
+        loader.close()
+        if bar is not None:
+            bar.close()
+        log.close()
+    log.write({"event": "end", "step": step, "time": time.time()})
+    return {
+        **last,
+        "step": step,
+        "total_steps": n_total,
+        "steps_per_epoch": sampler.steps_per_epoch,
+        "landmarks": sampler.landmarks.tolist(),
+        "queue_bytes": queue_bytes(model.memory_bank),
+    }
+
+
+def _checkpoint(
+    model: DrasCLR,
+    optimizer: torch.optim.Optimizer,
+    loader: PatchLoader,
+    gen: torch.Generator,
+    device: torch.device,
+    ctx: WorkerContext,
+    step: int,
+    n_total: int,
+    metrics: dict[str, Any],
+) -> None:
+    """Write this rank's files into a fresh directory and publish it."""
+    if ctx.publish is None:
+        return
+    directory = Path(tempfile.mkdtemp(prefix=f"drasclr-ckpt-{step}-r{ctx.rank}-"))
+    try:
+        save_rank_state(directory, ctx.rank, {
+            "memory_bank": _bank_state(model),
+            "loader": loader.state_dict(),
+            "rng": _rng_state(gen, device),
+            "queue_bytes": queue_bytes(model.memory_bank),
+        })
+        if ctx.rank == 0:
+            save_model_state(
+                directory,
+                {
+                    "model": _model_state(model),
+                    "optimizer": optimizer.state_dict(),
+                    "schedule": {"step": step, "total_steps": n_total},
+                },
+                {"step": step, "epoch": loader.state_dict()["epoch"],
+                 "world_size": ctx.world_size, "metrics": metrics},
+            )
+        ctx.publish(directory, step, {**metrics, "step": step})
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+class _Window:
+    """Running sums of one logging window."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.sums = torch.zeros(4, dtype=torch.float64)
+        self.samples = 0
+        self.seconds = 0.0
+        self.wait = 0.0
+
+    def add(self, out: dict[str, Tensor], batch_size: int, seconds: float, wait: float) -> None:
+        vals = torch.stack([out["loss"].detach(), out["local_loss"], out["neighbour_loss"],
+                            out["top1"]]).double().cpu()
+        self.sums += vals
+        self.n += 1
+        self.samples += batch_size
+        self.seconds += seconds
+        self.wait += wait
+
+    def summary(
+        self, distributed: bool, world_size: int, device: torch.device
+    ) -> dict[str, Any]:
+        # [4 means, samples, seconds, wait]; seconds is the max over ranks (the slowest sets pace)
+        t = torch.cat([self.sums / max(self.n, 1),
+                       torch.tensor([self.samples, self.seconds, self.wait], dtype=torch.float64)])
+        if distributed:  # NCCL reduces device tensors only
+            means = t[:5].clone().to(device)
+            dist.all_reduce(means)
+            times = t[5:].clone().to(device)
+            dist.all_reduce(times, op=dist.ReduceOp.MAX)
+            t = torch.cat([means[:4] / world_size, means[4:5], times]).cpu()
+        loss, local, ngb, top1, samples, seconds, wait = t.tolist()
+        return {
+            "loss": loss,
+            "local_loss": local,
+            "neighbour_loss": ngb,
+            "top1": top1,
+            "samples_per_s": samples / seconds if seconds > 0 else 0.0,
+            "data_wait_fraction": wait / seconds if seconds > 0 else 0.0,
+            "window_steps": self.n,
+        }

@@ -1,0 +1,224 @@
+"""Pretraining without Ray: loader sharding, resume continuity, checkpoints, export, errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from drasclr.config import ConfigError
+from drasclr.store import PatchStore, StoreError
+from drasclr.train.checkpoint import CheckpointError, latest_checkpoint, rank_file
+from drasclr.train.config import PretrainConfig
+from drasclr.train.export import load_encoder
+from drasclr.train.loader import (
+    LandmarkBatchSampler,
+    LoaderError,
+    PatchLoader,
+    landmark_shard,
+)
+from drasclr.train.loop import NonFiniteLossError, learning_rate, read_metrics
+from drasclr.train.run import train_single_process
+from drasclr.train.synthetic import make_synthetic_store
+
+L, S = 8, 16
+
+
+@pytest.fixture(scope="module")
+def store16(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """8 landmarks x 16 subjects of 16^3 CT-like patches, every patch valid."""
+    return make_synthetic_store(tmp_path_factory.mktemp("s") / "store", L, S, 16, seed=1)
+
+
+@pytest.fixture(scope="module")
+def holey_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """8 x 24 patches of 8^3 with a quarter of the patches invalid."""
+    return make_synthetic_store(
+        tmp_path_factory.mktemp("h") / "store", L, 24, 8, invalid_fraction=0.25, seed=2
+    )
+
+
+def tiny_config(**kw: object) -> PretrainConfig:
+    base = dict(batch_size=4, queue_size=8, steps=6, lr=0.05, checkpoint_every=3, log_every=1,
+                threads_per_worker=1, deterministic=True, momentum=0.99, prefetch=2)
+    base.update(kw)
+    return PretrainConfig(**base)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- loader
+def test_landmark_shards_disjoint_and_covering() -> None:
+    for n in (1, 2, 3, 8):
+        shards = [set(landmark_shard(L, n, r).tolist()) for r in range(n)]
+        assert set().union(*shards) == set(range(L))
+        assert sum(len(s) for s in shards) == L
+    with pytest.raises(LoaderError, match="only 8 landmarks"):
+        landmark_shard(L, 9, 0)
+
+
+def test_batches_are_sharded_valid_and_complete(holey_store: Path) -> None:
+    store = PatchStore(holey_store)
+    valid, table = store.valid, store.neighbours
+    B, k, world = 4, 2, 2
+    samplers = [LandmarkBatchSampler(valid, table, B, k, r, world, seed=3) for r in range(world)]
+    assert samplers[0].steps_per_epoch == samplers[1].steps_per_epoch
+    for r, sm in enumerate(samplers):
+        own = set(landmark_shard(L, world, r).tolist())
+        seen: dict[int, list[int]] = {}
+        for step in range(sm.steps_per_epoch):
+            spec = sm.spec(step)
+            assert spec.epoch == 0 and spec.landmark in own
+            assert spec.store_indices.shape == (B,)
+            assert np.array_equal(spec.neighbours, table[spec.landmark, :k])
+            for lm in [spec.landmark, *spec.neighbours]:
+                assert valid[lm, spec.store_indices].all(), "an invalid patch was batched"
+            seen.setdefault(spec.landmark, []).extend(spec.store_indices.tolist())
+        # every full batch of every owned landmark appears in the epoch, no subject twice
+        n_batches = sum(len(sm.eligible_subjects(j)) // B for j in own)
+        if n_batches == sm.steps_per_epoch:
+            for j, subs in seen.items():
+                assert len(subs) == len(set(subs)) == len(sm.eligible_subjects(j)) // B * B
+    # the next epoch is another shuffle
+    a = [samplers[0].spec(t).store_indices for t in range(samplers[0].steps_per_epoch)]
+    e1 = samplers[0].steps_per_epoch
+    b = [samplers[0].spec(e1 + t).store_indices for t in range(e1)]
+    assert any(not np.array_equal(x, y) for x, y in zip(a, b))
+    with pytest.raises(LoaderError, match="neighbour table has only"):
+        LandmarkBatchSampler(valid, table, B, table.shape[1] + 1)
+    with pytest.raises(LoaderError, match="no full batch"):
+        LandmarkBatchSampler(valid, table, 64, k)
+
+
+def test_loader_reads_right_patches_and_resumes_position(holey_store: Path) -> None:
+    store = PatchStore(holey_store)
+    sampler = LandmarkBatchSampler(store.valid, store.neighbours, 4, 2, 1, 2, seed=0)
+    with PatchLoader(store, sampler, prefetch=2) as loader:
+        got = [loader.next_batch() for _ in range(5)]
+        state = loader.state_dict()
+        after = [loader.next_batch() for _ in range(3)]
+    for batch in got:
+        spec = batch.spec
+        want = store.read_landmarks_batch([spec.landmark, *spec.neighbours], spec.store_indices)
+        assert batch.patches.shape == (3, 4, 8, 8, 8)
+        assert np.array_equal(batch.patches.numpy(), want)
+    assert [b.spec.step for b in got] == list(range(5))
+    restored = PatchLoader(store, sampler)
+    restored.load_state_dict(json.loads(json.dumps(state)))  # plain JSON-able state
+    again = [restored.next_batch() for _ in range(3)]
+    restored.close()
+    for a, b in zip(after, again):
+        assert a.spec.step == b.spec.step and torch.equal(a.patches, b.patches)
+    other = PatchLoader(store, LandmarkBatchSampler(store.valid, store.neighbours, 4, 2, 0, 2))
+    with pytest.raises(LoaderError, match="rank"):
+        other.load_state_dict(state)
+
+
+# ----------------------------------------------------------------------------- schedule
+def test_learning_rate_warmup_then_cosine() -> None:
+    cfg = tiny_config(lr=0.1, lr_warmup_steps=4, steps=20)
+    lrs = [learning_rate(cfg, s, 20) for s in range(20)]
+    assert lrs[:4] == pytest.approx([0.025, 0.05, 0.075, 0.1])
+    assert all(a >= b for a, b in zip(lrs[3:], lrs[4:], strict=False))  # noqa: RUF007
+    assert lrs[-1] < 0.01
+    with pytest.raises(ConfigError, match="conditioning"):
+        PretrainConfig(model="moco", conditioning="loccondconv")
+
+
+# ----------------------------------------------------------------------------- resume
+def _files(out: Path) -> tuple[dict, dict]:
+    ckpt = latest_checkpoint(out / "checkpoints")
+    assert ckpt is not None
+    model = torch.load(ckpt / "model.pt", weights_only=True)
+    rank = torch.load(ckpt / rank_file(0), weights_only=True)
+    return model, rank
+
+
+def test_resume_gives_identical_parameters_and_queues(store16: Path, tmp_path: Path) -> None:
+    cfg = tiny_config()
+    straight = train_single_process(cfg, store16, tmp_path / "a")
+    assert straight is not None and straight.steps == 6
+    assert train_single_process(cfg, store16, tmp_path / "b", stop_after=3) is None
+    assert latest_checkpoint(tmp_path / "b" / "checkpoints").name == "step_00000003"
+    resumed = train_single_process(cfg, store16, tmp_path / "b")
+    assert resumed is not None and resumed.resumed and resumed.steps == 6
+
+    (ma, ra), (mb, rb) = _files(tmp_path / "a"), _files(tmp_path / "b")
+    for key, value in ma["model"].items():
+        assert torch.equal(value, mb["model"][key]), key
+    assert torch.equal(ra["memory_bank"]["keys"], rb["memory_bank"]["keys"])
+    assert torch.equal(ra["memory_bank"]["pointers"], rb["memory_bank"]["pointers"])
+    assert ra["loader"] == rb["loader"]
+    mom_a = [s["momentum_buffer"] for s in ma["optimizer"]["state"].values()]
+    mom_b = [s["momentum_buffer"] for s in mb["optimizer"]["state"].values()]
+    assert all(torch.equal(x, y) for x, y in zip(mom_a, mom_b))
+    # training changed things: queues hold real keys, weights moved
+    assert int(ra["memory_bank"]["pointers"].sum()) > 0
+    fresh = train_single_process(cfg.replace(steps=1), store16, tmp_path / "c")
+    assert fresh is not None
+    w = "encoder.layers.0.conv.experts_weight"
+    assert not torch.equal(_files(tmp_path / "c")[0]["model"][w], ma["model"][w])
+
+    # metrics: both runs logged every step; the resumed one restarted at step 3
+    starts = [m for m in read_metrics(tmp_path / "b") if m["event"] == "start"]
+    assert [m["step"] for m in starts] == [0, 3]
+    train = [m for m in read_metrics(tmp_path / "a") if m["event"] == "train"]
+    assert [m["step"] for m in train] == list(range(1, 7))
+    for m in train:
+        assert np.isfinite(m["loss"]) and 0 <= m["top1"] <= 1 and m["samples_per_s"] > 0
+        assert 0 <= m["data_wait_fraction"] < 1
+
+    # the export: encoder weights equal the checkpoint's query encoder
+    encoder, info = load_encoder(straight.export_dir)
+    assert info["encoder"]["conditioning"] == "loccondconv"
+    assert len(info["landmarks"]["landmarks_norm"]) == L
+    assert torch.equal(encoder.layers[0].conv.experts_weight, ma["model"][w])
+    assert (straight.export_dir / "model_card.md").read_text().startswith("# DrasCLR encoder")
+    x = torch.zeros(2, 1, 16, 16, 16)
+    assert encoder(x, torch.tensor(info["landmarks"]["landmarks_norm"][0])).shape == (2, 128)
+    # a finished run returns at once; another config in the same folder is refused
+    assert train_single_process(cfg, store16, tmp_path / "a").steps == 6
+    with pytest.raises(ConfigError, match="another config"):
+        train_single_process(cfg.replace(lr=0.5), store16, tmp_path / "a")
+
+
+# ----------------------------------------------------------------------------- errors
+def test_corrupt_or_missing_checkpoint_is_a_clear_error(store16: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(steps=4, checkpoint_every=2)
+    assert train_single_process(cfg, store16, tmp_path / "r", stop_after=2) is None
+    ckpt = latest_checkpoint(tmp_path / "r" / "checkpoints")
+    assert ckpt is not None
+    rank0 = ckpt / rank_file(0)
+    data = bytearray(rank0.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    rank0.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"rank_000\.pt: corrupt"):
+        train_single_process(cfg, store16, tmp_path / "r")
+    (ckpt / "model.pt").unlink()
+    with pytest.raises(CheckpointError, match=r"model\.pt: missing"):
+        train_single_process(cfg, store16, tmp_path / "r")
+
+
+def test_store_with_other_schema_version_is_refused(store16: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "old_store"
+    shutil.copytree(store16, bad)
+    meta = json.loads((bad / "zarr.json").read_text())
+    meta["attributes"]["patch_store"]["schema_version"] = 99
+    (bad / "zarr.json").write_text(json.dumps(meta))
+    with pytest.raises(StoreError, match="schema_version 99"):
+        train_single_process(tiny_config(), bad, tmp_path / "out")
+
+
+def test_nan_loss_stops_with_a_diagnostic(store16: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(lr=1e30, steps=5, deterministic=False)
+    with pytest.raises(NonFiniteLossError, match="non-finite loss at step") as err:
+        train_single_process(cfg, store16, tmp_path / "nan")
+    diag = err.value.diagnostic
+    assert diag["step"] >= 1 and diag["max_abs_parameter"] > 1e20
+    assert len(diag["store_indices"]) == 4 and 0 <= diag["landmark"] < L
+    saved = json.loads((tmp_path / "nan" / "nonfinite_loss.json").read_text())
+    assert saved["step"] == diag["step"]
+    trained = [m["step"] for m in read_metrics(tmp_path / "nan") if m["event"] == "train"]
+    assert max(trained, default=0) <= diag["step"], "kept training after the NaN"
