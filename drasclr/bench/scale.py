@@ -1,0 +1,132 @@
+"""``drasclr bench scale``: measure per-subject and per-step costs here, project a cluster run.
+
+Measured inputs (this machine, one run): preprocessing core-seconds per subject at real-scan size
+and the 2-vs-1-worker scaling efficiency (from ``drasclr bench preprocess``'s JSON, or measured
+now on ``--n`` ``paper`` subjects), the core-seconds of one DrasCLR training step at the paper's
+batch (B subjects at a landmark + k neighbours) and the feature-extraction throughput on CPU.
+Stated inputs (flags): cohort size, cluster shape, GPU speed-up over one CPU core's step rate
+(no GPU was measured unless ``--gpu-step-seconds`` is given from a GPU run).
+
+The model (also in ``docs/scale.md``)::
+
+    preprocess  = N * c_subject / (nodes * cpus_per_node * eff)
+    train steps = epochs * L * ceil(N / B)               (one step = one landmark x B subjects)
+    train       = steps * t_step_gpu / gpus              (landmark-sharded DDP, gpus workers)
+    extract     = N * L / (gpus * r_gpu)                 (landmark-major batches)
+    published registration = N * 7 min / (parallel antsRegistration jobs)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+PUBLISHED_REGISTRATION_MIN = 7.0
+"""Minutes per subject of the published ``antsRegistration`` call (paper / DESIGN.md 6)."""
+
+
+def _measure_train(batch: int, neighbours: int, threads: int) -> dict[str, float]:
+    from drasclr.nn.speed import encoder_forward_speed, training_step_speed
+
+    step = training_step_speed(batch_size=batch, conditionings=("loccondconv",),
+                               neighbours=neighbours, queue_size=4096, steps=2, threads=threads)
+    fwd = encoder_forward_speed(batch_size=128, paths=("shared",), repeats=2, threads=threads)
+    return {"step_s": float(step["seconds"]["loccondconv"]),
+            "step_cpu_s": float(step["cpu_seconds"]["loccondconv"]),
+            "extract_patches_per_s": float(fwd["samples_per_s"]["shared"]),
+            "threads": threads}
+
+
+def project(m: dict[str, float], a: argparse.Namespace) -> dict[str, float]:
+    """Wall-time projection (hours) from measured ``m`` and stated cluster ``a``."""
+    cores = a.cpu_nodes * a.cpus_per_node
+    pre_h = a.subjects * m["subject_core_s"] / (cores * m["efficiency"]) / 3600
+    steps = a.epochs * a.landmarks * math.ceil(a.subjects / a.batch)
+    step_gpu = a.gpu_step_seconds if a.gpu_step_seconds else m["step_cpu_s"] / a.gpu_speedup
+    train_h = steps * step_gpu / a.gpus / 3600
+    rate_gpu = m["extract_patches_per_s"] / max(m["threads"], 1) * a.gpu_speedup
+    extract_h = a.subjects * a.landmarks / (a.gpus * rate_gpu) / 3600
+    pub_serial_h = a.subjects * PUBLISHED_REGISTRATION_MIN / 60
+    pub_cluster_h = pub_serial_h / cores
+    return {"cores": cores, "preprocess_h": pre_h, "train_steps": steps,
+            "train_step_gpu_s": step_gpu, "train_h": train_h, "extract_h": extract_h,
+            "total_h": pre_h + train_h + extract_h, "published_registration_serial_h":
+            pub_serial_h, "published_registration_same_cores_h": pub_cluster_h}
+
+
+def _cmd(a: argparse.Namespace) -> int:
+    measured: dict[str, Any] = {}
+    src = Path(a.bench_json)
+    if src.is_file():
+        b = json.loads(src.read_text())
+        runs = {int(k): v for k, v in b["runs"].items()}
+        measured["subject_core_s"] = runs[1]["median_core_s_per_subject"]
+        measured["efficiency"] = min(1.0, float(b["scaling_2_vs_1"]) / 2.0)
+        measured["preprocess_source"] = f"{src} (drasclr bench preprocess, {b['preset']} preset)"
+    else:
+        from drasclr.bench.preprocess import run_bench
+
+        t0 = time.perf_counter()
+        b = run_bench(Path(a.dir) / "preprocess", n_subjects=a.n, skip_reference=True)
+        measured["subject_core_s"] = b["runs"][1]["median_core_s_per_subject"]
+        measured["efficiency"] = min(1.0, float(b["scaling_2_vs_1"]) / 2.0)
+        measured["preprocess_source"] = f"measured now ({time.perf_counter() - t0:.0f} s)"
+    measured.update(_measure_train(a.batch, a.neighbours, a.threads))
+    proj = project(measured, a)
+    res = {"measured": measured, "stated": {k: getattr(a, k) for k in (
+        "subjects", "landmarks", "epochs", "batch", "cpu_nodes", "cpus_per_node", "gpus",
+        "gpu_speedup", "gpu_step_seconds")}, "projection": proj}
+    Path(a.dir).mkdir(parents=True, exist_ok=True)
+    (Path(a.dir) / "bench_scale.json").write_text(json.dumps(res, indent=1, default=str))
+    m = measured
+    print("== drasclr bench scale")
+    print(f"measured here: preprocessing {m['subject_core_s']:.1f} core-s/subject "
+          f"(parallel efficiency {m['efficiency']:.2f}; {m['preprocess_source']}); training step "
+          f"B={a.batch}, k={a.neighbours}: {m['step_s']:.2f} s wall / {m['step_cpu_s']:.2f} "
+          f"CPU-s on {m['threads']} threads; extraction {m['extract_patches_per_s']:.0f} "
+          "patches/s (CPU)")
+    gpu = (f"{a.gpu_step_seconds} s/step (given)" if a.gpu_step_seconds else
+           f"ASSUMED {a.gpu_speedup:.0f}x one CPU core per GPU (no GPU measured)")
+    print(f"cluster: {a.cpu_nodes} x {a.cpus_per_node} CPUs for preprocessing, {a.gpus} GPUs for "
+          f"training ({gpu})")
+    print(f"{a.subjects} subjects, {a.landmarks} landmarks, {a.epochs} epochs, batch {a.batch}:")
+    print(f"  preprocessing  {proj['preprocess_h']:8.2f} h on {proj['cores']} cores")
+    print(f"  pretraining    {proj['train_h']:8.2f} h ({proj['train_steps']} steps of "
+          f"{proj['train_step_gpu_s']:.3f} s on {a.gpus} GPUs)")
+    print(f"  extraction     {proj['extract_h']:8.2f} h")
+    print(f"  total          {proj['total_h']:8.2f} h")
+    print(f"published registration alone: {proj['published_registration_serial_h']:.0f} h serial "
+          f"({PUBLISHED_REGISTRATION_MIN:.0f} min/subject), "
+          f"{proj['published_registration_same_cores_h']:.1f} h even on the same "
+          f"{proj['cores']} cores -> ours "
+          f"{proj['published_registration_same_cores_h'] / proj['preprocess_h']:.0f}x faster "
+          "for the whole preprocessing")
+    print(f"figures saved: {Path(a.dir) / 'bench_scale.json'}")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add ``bench scale``."""
+    p = sub.add_parser("scale", help="measure per-subject / per-step costs, project a cluster run")
+    p.add_argument("--dir", default="runs/bench-scale")
+    p.add_argument("--bench-json", default="runs/bench-preprocess/bench_preprocess.json",
+                   help="reuse drasclr bench preprocess figures (measured now when missing)")
+    p.add_argument("--n", type=int, default=3, help="paper subjects to measure when needed")
+    p.add_argument("--subjects", type=int, default=10_000)
+    p.add_argument("--landmarks", type=int, default=581)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--neighbours", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--cpu-nodes", type=int, default=32)
+    p.add_argument("--cpus-per-node", type=int, default=16)
+    p.add_argument("--gpus", type=int, default=8)
+    p.add_argument("--gpu-speedup", type=float, default=50.0,
+                   help="assumed GPU step rate over one CPU core (stated, not measured)")
+    p.add_argument("--gpu-step-seconds", type=float, default=None,
+                   help="measured seconds per training step on one GPU, if you have it")
+    p.set_defaults(handler=_cmd)
