@@ -96,8 +96,8 @@ def readout_bars(
         cut = metric == "r2" and np.nanmin(
             sub["mean"].to_numpy(float) - np.nan_to_num(sub["sd"].to_numpy(float)), initial=0.0
         ) < R2_FLOOR
-        title = METRIC_LABELS.get(metric, metric) + (f" (axis cut at {R2_FLOOR:g})" if cut else "")
-        ax.set_title(title, fontsize=10)
+        panel = METRIC_LABELS.get(metric, metric) + (f" (axis cut at {R2_FLOOR:g})" if cut else "")
+        ax.set_title(panel, fontsize=10)
         ax.axhline(0, color="black", linewidth=0.6)
         if metric != "r2":
             ax.set_ylim(0, 1.05)

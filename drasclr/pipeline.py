@@ -1,0 +1,245 @@
+"""The whole chain on one cohort: synth -> atlas -> preprocess -> pretrain -> extract -> evaluate
+-> report (``drasclr demo`` and ``drasclr bench reproduce``).
+
+Every stage writes into its own folder of the run and skips work that is already done, so a
+re-run of the same command resumes where the last one stopped::
+
+    <run>/cohort/        synthetic cohort (drasclr.synth)
+    <run>/atlas/         atlas built from the healthiest subject (GOLD 0, least emphysema)
+    <run>/store/         patch store + manifest + QC (drasclr.preprocess_run)
+    <run>/models/<m>/    pretraining runs, one per method (drasclr.train.run)
+    <run>/features/<m>/  image and patch features per method (drasclr.features)
+    <run>/evaluation/    tables and results (drasclr.evaluate.run)
+    <run>/report/        report.md + figures (drasclr.report)
+    <run>/pipeline.yaml  the PipelineConfig; <run>/timings.json seconds per stage
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pandas as pd
+
+from drasclr.config import ConfigError, StageConfig, check
+from drasclr.fsutil import atomic_write_text
+
+__all__ = ["PipelineConfig", "METHODS", "run_pipeline", "pick_atlas_subject", "demo_config",
+           "reproduce_config"]
+
+#: Method name -> (pretrain overrides or None for an untrained encoder, feature overrides).
+METHODS: dict[str, tuple[dict[str, Any] | None, dict[str, Any]]] = {
+    "DrasCLR": ({"model": "drasclr", "neighbours": 2}, {}),
+    "DrasCLR (no neighbour loss)": ({"model": "drasclr", "neighbours": 0}, {}),
+    "plain MoCo": ({"model": "moco", "conditioning": "none", "neighbours": 0}, {}),
+    "random encoder": (None, {}),
+    "DrasCLR (random locations)": ({"model": "drasclr", "neighbours": 2},
+                                   {"random_locations": True}),
+}
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_").replace("__", "_")
+
+
+@dataclass(frozen=True)
+class PipelineConfig(StageConfig):
+    """Settings of a whole run (saved as ``pipeline.yaml`` in the run folder).
+
+    Attributes:
+        preset: synthetic cohort preset (``tiny``, ``demo``, ``bench``...).
+        n_subjects: cohort size (None: the preset's).
+        seed: cohort seed.
+        methods: which of :data:`METHODS` to run.
+        steps: pretraining optimizer steps per method.
+        batch_size: subjects per pretraining batch.
+        queue_size: K, keys per landmark queue (small cohorts need small queues).
+        lr: pretraining learning rate.
+        train_workers: Ray Train workers per pretraining run.
+        cpus_per_worker: CPUs per Ray Train worker.
+        evaluate: run the evaluation stage.
+        dense_subjects: subjects with dense predictions in the evaluation (figures, Dice).
+    """
+
+    stage: ClassVar[str] = "pipeline"
+
+    preset: str = "demo"
+    n_subjects: int | None = None
+    seed: int = 0
+    methods: tuple[str, ...] = tuple(METHODS)
+    steps: int = 60
+    batch_size: int = 32
+    queue_size: int = 256
+    lr: float = 0.03
+    train_workers: int = 1
+    cpus_per_worker: float = 2.0
+    evaluate: bool = True
+    dense_subjects: int = 4
+
+    def validate(self) -> None:
+        """Check the method names and ranges."""
+        s = self.stage
+        unknown = [m for m in self.methods if m not in METHODS]
+        check(not unknown, s, "methods", f"unknown {unknown}; choose from {list(METHODS)}")
+        check(self.steps >= 1, s, "steps", "must be >= 1")
+        check(self.batch_size >= 2, s, "batch_size", "must be >= 2")
+        check(self.queue_size >= 1, s, "queue_size", "must be >= 1")
+        check(self.train_workers >= 1, s, "train_workers", "must be >= 1")
+
+
+def demo_config(**overrides: Any) -> PipelineConfig:
+    """``drasclr demo``: the ``demo`` cohort, short pretraining, every method (about 20 min)."""
+    return PipelineConfig(**{"preset": "demo", **{k: v for k, v in overrides.items()
+                                                   if v is not None}})
+
+
+def reproduce_config(**overrides: Any) -> PipelineConfig:
+    """``drasclr bench reproduce``: the ``bench`` cohort (200) with a longer pretraining."""
+    base = {"preset": "bench", "steps": 600, "batch_size": 64, "queue_size": 1024}
+    return PipelineConfig(**{**base, **{k: v for k, v in overrides.items() if v is not None}})
+
+
+def pick_atlas_subject(labels: pd.DataFrame) -> str:
+    """The healthiest subject: GOLD 0 if any, then the least true emphysema, then the first id."""
+    lab = labels.copy()
+    lab["_healthy"] = (lab["gold"] == 0).astype(int) if "gold" in lab else 0
+    emph = lab["true_emphysema_fraction"] if "true_emphysema_fraction" in lab else 0.0
+    lab["_emph"] = emph
+    lab = lab.sort_values(["_healthy", "_emph", "subject_id"], ascending=[False, True, True])
+    return str(lab["subject_id"].iloc[0])
+
+
+@dataclass
+class _Clock:
+    path: Path
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def run(self, name: str, fn: Callable[[], Any]) -> Any:
+        print(f"[drasclr] {name} ...", flush=True)
+        t0 = time.perf_counter()
+        out = fn()
+        self.seconds[name] = round(time.perf_counter() - t0, 2)
+        atomic_write_text(self.path, json.dumps(self.seconds, indent=1))
+        print(f"[drasclr] {name} done in {self.seconds[name]:.1f} s", flush=True)
+        return out
+
+
+def _pretrain_config(cfg: PipelineConfig, overrides: dict[str, Any], name: str) -> Any:
+    from drasclr.train.config import PretrainConfig
+
+    return PretrainConfig(
+        steps=cfg.steps, batch_size=cfg.batch_size, queue_size=cfg.queue_size, lr=cfg.lr,
+        workers=cfg.train_workers, cpus_per_worker=cfg.cpus_per_worker,
+        checkpoint_every=max(10, cfg.steps // 3), lr_warmup_steps=min(20, cfg.steps // 10),
+        run_name=_slug(name), seed=cfg.seed, **overrides)
+
+
+def run_pipeline(
+    run_dir: str | Path,
+    cfg: PipelineConfig,
+    *,
+    num_cpus: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """Run (or resume) the whole chain into ``run_dir``; returns the report path.
+
+    Args:
+        run_dir: the run folder (layout in the module docstring).
+        cfg: the run settings; a folder holding a run with other settings is refused.
+        num_cpus: CPUs of the embedded Ray instance (default: all).
+        progress: progress bars.
+
+    Raises:
+        ConfigError: ``run_dir`` holds a run with another config.
+    """
+    from drasclr.atlas import save_atlas
+    from drasclr.preprocess import PreprocessConfig, atlas_from_ct
+    from drasclr.preprocess_run import run_preprocess
+    from drasclr.raytools import ray_session
+    from drasclr.synth.cohort import generate_cohort
+    from drasclr.synth.config import preset_config
+    from drasclr.tables import read_frame
+
+    run = Path(run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    cfg_file = run / "pipeline.yaml"
+    if cfg_file.exists() and PipelineConfig.load(cfg_file) != cfg:
+        raise ConfigError(f"{run}: holds a run with other settings ({cfg_file}); use another "
+                          "folder or the same settings to resume")
+    cfg.save(cfg_file)
+    clock = _Clock(run / "timings.json")
+    cohort, atlas_dir, store = run / "cohort", run / "atlas", run / "store"
+    with ray_session(num_cpus=num_cpus):
+        clock.run("synth", lambda: generate_cohort(
+            preset_config(cfg.preset, n_subjects=cfg.n_subjects, seed=cfg.seed), cohort,
+            progress=progress))
+        labels = read_frame(cohort / "labels.parquet", "labels")
+        pp = PreprocessConfig()
+
+        def build_atlas() -> None:
+            if not (atlas_dir / "atlas.json").exists():
+                sid = pick_atlas_subject(labels)
+                save_atlas(atlas_from_ct(cohort / "images" / f"{sid}.nii.gz", pp), atlas_dir)
+
+        clock.run("atlas", build_atlas)
+        summary = clock.run("preprocess", lambda: run_preprocess(
+            cohort, atlas_dir, store, pp, progress=progress))
+        print(summary.text(), flush=True)
+
+        encoders: dict[str, Path] = {}
+        features: dict[str, Path] = {}
+        for name in cfg.methods:
+            train_over, feat_over = METHODS[name]
+            encoders[name] = clock.run(f"pretrain: {name}", lambda n=name, o=train_over:
+                                       _encoder(cfg, n, o, store, run))
+        for name in cfg.methods:
+            features[name] = clock.run(f"extract: {name}", lambda n=name:
+                                       _extract(n, METHODS[n][1], encoders[n], store, run))
+        if cfg.evaluate:
+            from drasclr.evaluate.config import EvaluateConfig
+            from drasclr.evaluate.run import run_evaluation
+
+            ev_cfg = EvaluateConfig(dense_subjects=cfg.dense_subjects)
+            enc_for_boxes = {n: e for n, e in encoders.items() if not METHODS[n][1]}
+            clock.run("evaluate", lambda: run_evaluation(
+                cohort, store, features, run / "evaluation", ev_cfg, encoders=enc_for_boxes,
+                progress=progress))
+    from drasclr.report import write_report
+
+    return clock.run("report", lambda: write_report(run, run / "report"))
+
+
+def _model_key(name: str) -> str:
+    """Folder of a method's encoder: methods with the same pretraining share one model."""
+    over = METHODS[name][0]
+    return _slug(next(m for m, (o, _) in METHODS.items() if o == over))
+
+
+def _encoder(cfg: PipelineConfig, name: str, overrides: dict[str, Any] | None, store: Path,
+             run: Path) -> Path:
+    """Pretrain one method (or export its untrained encoder); returns the export folder."""
+    from drasclr.train.export import EXPORT_DIR
+
+    out = run / "models" / _model_key(name)
+    if (out / EXPORT_DIR / "encoder_config.json").exists():
+        return out / EXPORT_DIR
+    if overrides is None:
+        from drasclr.train.export import export_initial_encoder
+
+        return export_initial_encoder(_pretrain_config(cfg, {}, name), store, out)
+    from drasclr.train.run import pretrain
+
+    pretrain(_pretrain_config(cfg, overrides, name), store, out)
+    return out / EXPORT_DIR
+
+
+def _extract(name: str, overrides: dict[str, Any], encoder: Path, store: Path, run: Path) -> Path:
+    from drasclr.features import FeaturesConfig, extract_features
+
+    out = run / "features" / _slug(name)
+    extract_features(encoder, store, out, FeaturesConfig(**overrides))
+    return out
