@@ -44,21 +44,11 @@ def _export(encoder: DrasEncoder, folder: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def evaluated(tmp_path_factory: pytest.TempPathFactory, ray_local: None) -> dict:
-    from drasclr.atlas import save_atlas
-    from drasclr.preprocess import PreprocessConfig, atlas_from_ct
-    from drasclr.preprocess_run import run_preprocess
+def evaluated(tmp_path_factory: pytest.TempPathFactory, tiny_store: dict[str, Path]) -> dict:
     from drasclr.report import write_report
-    from drasclr.synth.cohort import generate_cohort
-    from drasclr.synth.config import preset_config
 
     root = tmp_path_factory.mktemp("evalrun")
-    cohort, store = root / "cohort", root / "store"
-    generate_cohort(preset_config("tiny", n_subjects=8), cohort, progress=False)
-    pp = PreprocessConfig(block_size=8, qc_figures=True)
-    atlas = save_atlas(atlas_from_ct(cohort / "images" / "SYN00003.nii.gz", pp), root / "atlas")
-    summary = run_preprocess(cohort, atlas, store, pp, progress=False)
-    assert summary.n_ok == 8, summary.failures
+    cohort, store = tiny_store["cohort"], tiny_store["store"]
     torch.manual_seed(0)
     pretrained = DrasEncoder().eval()
     torch.manual_seed(1)
