@@ -2,7 +2,10 @@
 
 A thin entry point: parses the same options as ``drasclr pretrain`` and calls
 :func:`drasclr.train.run.pretrain`, connecting to the running cluster (``address="auto"``) when one
-exists, otherwise starting an embedded Ray instance. Paths must be on storage every node sees.
+exists, otherwise starting an embedded Ray instance. ``--store`` and ``--config`` may be ``s3://``
+URIs (downloaded first) and ``--out`` too (an existing run is downloaded and resumed; the run folder
+is uploaded with its completion marker when training succeeds; see ``_storage.py``). Local paths
+must be on storage every node sees.
 """
 
 from __future__ import annotations
@@ -26,5 +29,22 @@ def main(argv: list[str] | None = None) -> int:
     return _pretrain(args)
 
 
+def run(argv: list[str]) -> int:
+    """Stage remote locations, pretrain, publish the run folder; exit status."""
+    from _storage import staged_argv
+
+    from drasclr import uri
+
+    try:
+        with staged_argv(argv, reads=("--store", "--config"), writes=("--out",)) as local_argv:
+            status = main(local_argv)
+            if status != 0:  # raising leaves a remote run folder as it was
+                raise SystemExit(status)
+    except (uri.RemoteError, FileNotFoundError) as err:
+        print(f"ray_jobs/pretrain.py: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(sys.argv[1:]))
