@@ -63,6 +63,9 @@ class PipelineConfig(StageConfig):
         cpus_per_worker: CPUs per Ray Train worker.
         evaluate: run the evaluation stage.
         dense_subjects: subjects with dense predictions in the evaluation (figures, Dice).
+        dense_stride: voxel stride of the dense predictions (interpolated between).
+        finetune_epochs: epochs of full fine-tuning on emphysema boxes (0: not run); also adds
+            the supervised patch CNN trained from scratch.
     """
 
     stage: ClassVar[str] = "pipeline"
@@ -78,7 +81,9 @@ class PipelineConfig(StageConfig):
     train_workers: int = 1
     cpus_per_worker: float = 2.0
     evaluate: bool = True
-    dense_subjects: int = 4
+    dense_subjects: int = 2
+    dense_stride: int = 12
+    finetune_epochs: int = 0
 
     def validate(self) -> None:
         """Check the method names and ranges."""
@@ -99,7 +104,8 @@ def demo_config(**overrides: Any) -> PipelineConfig:
 
 def reproduce_config(**overrides: Any) -> PipelineConfig:
     """``drasclr bench reproduce``: the ``bench`` cohort (200) with a longer pretraining."""
-    base = {"preset": "bench", "steps": 600, "batch_size": 64, "queue_size": 1024}
+    base = {"preset": "bench", "steps": 600, "batch_size": 64, "queue_size": 1024,
+            "dense_subjects": 4, "dense_stride": 8, "finetune_epochs": 2}
     return PipelineConfig(**{**base, **{k: v for k, v in overrides.items() if v is not None}})
 
 
@@ -203,7 +209,11 @@ def run_pipeline(
             from drasclr.evaluate.config import EvaluateConfig
             from drasclr.evaluate.run import run_evaluation
 
-            ev_cfg = EvaluateConfig(dense_subjects=cfg.dense_subjects)
+            ev_cfg = EvaluateConfig(dense_subjects=cfg.dense_subjects,
+                                    dense_stride=cfg.dense_stride,
+                                    finetune_epochs=cfg.finetune_epochs,
+                                    finetune_methods=("DrasCLR",) if "DrasCLR" in cfg.methods
+                                    else ())
             enc_for_boxes = {n: e for n, e in encoders.items() if not METHODS[n][1]}
             clock.run("evaluate", lambda: run_evaluation(
                 cohort, store, features, run / "evaluation", ev_cfg, encoders=enc_for_boxes,
