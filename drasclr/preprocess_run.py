@@ -395,7 +395,9 @@ def _run_plan(
             _SubjectWorker,
             fn_constructor_kwargs={"atlas_dir": str(atlas_dir), "config": config.to_dict(),
                                    "store": str(store), "fault": os.environ.get(FAULT_ENV, "")},
-            compute=ray.data.ActorPoolStrategy(size=n_workers),
+            # one subject in flight per actor: a subject takes seconds, so queueing more on the
+            # first actor to start would leave the others idle
+            compute=ray.data.ActorPoolStrategy(size=n_workers, max_tasks_in_flight_per_actor=1),
             num_cpus=config.cpus_per_subject,
             max_restarts=-1,  # a lost worker process is replaced and its subject re-run
             max_task_retries=-1,
