@@ -8,9 +8,9 @@ stop every Ray on the machine).
 
 The three runs share one tiny cohort: the submitted demo job generates it, builds the atlas and
 preprocesses it; the S3 run and the node-loss run preprocess the same inputs again and must give
-a byte-identical store (``store_digest``). These four runs take minutes on 2 cores and are marked
-``slow`` (``pytest -m slow tests/test_cluster_jobs.py``); the staging of ``s3://`` arguments has
-a quick test in the default run.
+a byte-identical store (``store_digest``). The four runs take about five minutes on 2 cores;
+they are part of the default run (the cluster path is what CI must prove), next to a quick test of
+the staging of ``s3://`` arguments.
 """
 
 from __future__ import annotations
@@ -192,7 +192,6 @@ def job_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JobRun]:
     yield JobRun(out, submit, status, head_s, submit_s, stop_s, leftover, session_ok)
 
 
-@pytest.mark.slow
 def test_job_submission_runs_the_tiny_pipeline(job_run: JobRun) -> None:
     print(f"head start {job_run.head_start_s:.1f} s, submit->done {job_run.submit_s:.1f} s, "
           f"stop {job_run.stop_s:.1f} s")
@@ -305,7 +304,6 @@ def _preprocess_job(*args: str, ray_tmp: Path) -> subprocess.CompletedProcess[st
         check=False, env=_env(ray_tmp), capture_output=True, text=True, timeout=400, cwd=REPO)
 
 
-@pytest.mark.slow
 def test_s3_end_to_end(job_run: JobRun, bucket: str, tmp_path: Path) -> None:
     src = job_run.out
     uri.put(src / "cohort", f"{bucket}/in/cohort")
@@ -347,7 +345,6 @@ def test_s3_end_to_end(job_run: JobRun, bucket: str, tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------- node loss
-@pytest.mark.slow
 def test_node_loss_during_preprocessing(job_run: JobRun, tmp_path: Path) -> None:
     src = job_run.out
     report_path = tmp_path / "report.json"
@@ -379,7 +376,6 @@ def test_node_loss_during_preprocessing(job_run: JobRun, tmp_path: Path) -> None
     assert leftover == {}, leftover
 
 
-@pytest.mark.slow
 def test_node_loss_during_pretraining(tmp_path: Path) -> None:
     report_path = tmp_path / "report.json"
     ray_tmp = _ray_tmp()

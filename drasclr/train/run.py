@@ -37,6 +37,8 @@ from drasclr.fsutil import atomic_path
 from drasclr.store import PatchStore
 from drasclr.train.checkpoint import (
     META_FILE,
+    CheckpointError,
+    checkpoint_step,
     latest_checkpoint,
     load_model_state,
     load_rank_state,
@@ -257,7 +259,16 @@ def _ray_train_fn(loop_config: dict[str, Any]) -> None:
         )
 
     checkpoint = ray.train.get_checkpoint()
-    with checkpoint.as_directory() if checkpoint is not None else nullcontext(None) as restore:
+    # A checkpoint is on the storage path as soon as every rank has reported it, but the Ray
+    # Train controller registers it asynchronously: a worker killed right after a report can
+    # leave it unregistered. With local storage, restore from the newest *complete* checkpoint
+    # on disk when it is newer than the one Ray hands back.
+    on_disk = _newest_complete(Path(loop_config["run_dir"]), world) if loop_config.get(
+        "run_dir") else None
+    if on_disk is not None and (checkpoint is None or _step_of(Path(checkpoint.path)) <
+                                checkpoint_step(on_disk)):
+        checkpoint = None
+    with checkpoint.as_directory() if checkpoint is not None else nullcontext(on_disk) as restore:
         ctx = WorkerContext(
             rank=rank,
             world_size=world,
@@ -274,6 +285,26 @@ def _ray_train_fn(loop_config: dict[str, Any]) -> None:
             # Every rank raises together; ending normally avoids Ray retrying a deterministic
             # failure. Rank 0 wrote the diagnostic file the driver turns into the error.
             return
+
+
+def _step_of(directory: Path) -> int:
+    """Step of a checkpoint directory (-1 when it cannot be read locally)."""
+    try:
+        return checkpoint_step(directory)
+    except (CheckpointError, OSError):
+        return -1
+
+
+def _newest_complete(run_dir: Path, world_size: int) -> Path | None:
+    """The highest-step checkpoint under a local Ray Train run folder whose files all verify."""
+    found = sorted(run_dir.glob("checkpoint_step_*"), reverse=True) if run_dir.is_dir() else []
+    for directory in found:
+        try:
+            verify_checkpoint(directory, world_size)
+        except CheckpointError:
+            continue
+        return directory
+    return None
 
 
 def _latest_ray_checkpoint(run_dir: Path) -> Path | None:
@@ -353,6 +384,7 @@ def pretrain(
             "out": str(out),
             "fault": fault,
             "progress": progress,
+            "run_dir": str(local_run) if local_run is not None else None,
         },
         scaling_config=ray.train.ScalingConfig(
             num_workers=config.workers, use_gpu=config.use_gpu, resources_per_worker=resources
