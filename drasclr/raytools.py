@@ -34,11 +34,25 @@ def ray_session(num_cpus: int | None = None, address: str | None = None) -> Iter
             num_cpus=num_cpus or os.cpu_count() or 1,
             include_dashboard=False,
             log_to_driver=True,
+            runtime_env={"worker_process_setup_hook": "drasclr.raytools.quiet_worker_logs"},
         )
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def quiet_worker_logs() -> None:
+    """Worker setup hook of the embedded instance: silence Ray-internal polling warnings.
+
+    Without the dashboard (not started for an embedded instance) the State API is unavailable,
+    and Ray Train's placement-group cleaner warns about it every few seconds for the whole run.
+    """
+    import logging
+
+    logging.getLogger(
+        "ray.train.v2._internal.execution.controller.placement_group_cleaner"
+    ).setLevel(logging.ERROR)
 
 
 def map_tasks(
