@@ -334,9 +334,12 @@ def reading(results: Mapping[str, Any], table2: pd.DataFrame | None,
             + ", ".join(f"{r.task} {_fmt(r.f1)}" for r in dep.itertuples())
             + (" (the chosen fraction fell back to the stated default for some subject: its "
                "training subjects lacked one class)" if dep["fallback"].any() else "")
-            + f". Our lesion boxes hold {_lesion_range(results)} lesion voxels, so a 25 % rule "
-            "can only fire on a map that over-segments. These rule scores come from "
-            f"{int(paper['n_boxes'].max())} boxes of the dense subjects only."
+            + f". Our lesion boxes hold {_lesion_range(results)} lesion voxels"
+            + (", so a 25 % rule can only fire on a map that over-segments"
+               if _lesion_max(results) < 0.25 else
+               "; boxes below 25 % can only be found by a map that over-segments")
+            + f". These rule scores come from {int(paper['n_boxes'].max())} boxes of the dense "
+            "subjects only."
         )
     rho = head.get("fraction_spearman", {})
     if rho:
@@ -357,6 +360,12 @@ def reading(results: Mapping[str, Any], table2: pd.DataFrame | None,
                    "paper: the conditioning has not become location-specific in this run.")
             )
     return out
+
+
+def _lesion_max(results: Mapping[str, Any]) -> float:
+    counts = results.get("boxes", {}).get("counts", {})
+    hi = [v["lesion_fraction_max"] for k, v in counts.items() if k != "healthy"]
+    return max(hi) if hi else 0.0
 
 
 def _lesion_range(results: Mapping[str, Any]) -> str:
