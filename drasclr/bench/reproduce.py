@@ -14,7 +14,9 @@ def _cmd(args: argparse.Namespace) -> int:
 
     from drasclr.pipeline import reproduce_config, run_pipeline
 
-    cfg = reproduce_config(n_subjects=args.n, steps=args.steps, seed=args.seed)
+    cfg = reproduce_config(n_subjects=args.n, steps=args.steps, seed=args.seed,
+                           batch_size=args.batch_size, queue_size=args.queue_size,
+                           finetune_epochs=args.finetune_epochs)
     t0 = time.perf_counter()
     report = run_pipeline(args.out, cfg, num_cpus=args.num_cpus, progress=not args.quiet)
     print(f"\nreproduce finished in {(time.perf_counter() - t0) / 60:.1f} min; report {report}")
@@ -33,6 +35,10 @@ def register(sub: Any) -> None:
     p.add_argument("--n", type=int, default=None, help="subjects (default 200)")
     p.add_argument("--steps", type=int, default=None, help="pretraining steps per method")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None, help="subjects per pretraining batch")
+    p.add_argument("--queue-size", type=int, default=None, help="K, keys per landmark queue")
+    p.add_argument("--finetune-epochs", type=int, default=None,
+                   help="epochs of full fine-tuning on boxes (0 skips it)")
     p.add_argument("--num-cpus", type=int, default=None)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(handler=_cmd)
