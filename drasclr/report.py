@@ -397,9 +397,18 @@ def write_report(
     from drasclr.evaluate import figures as F
     from drasclr.evaluate.readouts import format_mean_sd  # noqa: F401  (same cell format)
 
-    eval_dir, run = find_evaluation(run_dir_or_eval_dir)
     out = Path(out)
     figs = out / FIGURES
+    sweep_dirs = _sweep_dirs(Path(run_dir_or_eval_dir))
+    try:
+        eval_dir, run = find_evaluation(run_dir_or_eval_dir)
+    except ReportError:
+        if not sweep_dirs:
+            raise
+        figs.mkdir(parents=True, exist_ok=True)  # a run folder holding sweeps only
+        text = "# DrasCLR sweeps\n\n" + "\n".join(sweep_section(d, figs) for d in sweep_dirs)
+        atomic_write_text(out / "report.md", text)
+        return out / "report.md"
     figs.mkdir(parents=True, exist_ok=True)
     results = json.loads((eval_dir / RESULTS_FILE).read_text())
     t2 = _table(eval_dir, "table2_image_readouts")
@@ -453,9 +462,54 @@ def write_report(
         made["pretraining"] = pre_png
 
     text = _markdown(results, run, made, out, t2, t3, t5, rule, curve, frac, overlap, t7, curves)
+    if run is not None:
+        text += "".join("\n" + sweep_section(d, figs) for d in _sweep_dirs(run))
     path = out / "report.md"
     atomic_write_text(path, text)
     return path
+
+
+def _sweep_dirs(run: Path) -> list[Path]:
+    """Sweep folders (``drasclr sweep --out <run>/sweeps/<name>``) of a run folder."""
+    root = run / "sweeps"
+    return sorted(p.parent for p in root.glob("*/results.csv")) if root.is_dir() else []
+
+
+def sweep_section(sweep_dir: str | Path, figs: str | Path) -> str:
+    """Markdown section of one Ray Tune sweep: its space, one row per trial, its figure.
+
+    Args:
+        sweep_dir: a sweep folder written by :func:`drasclr.tune.run_sweep`.
+        figs: the report's figure folder (the sweep's PNG is copied there).
+    """
+    sweep_dir, figs = Path(sweep_dir), Path(figs)
+    table = pd.read_csv(sweep_dir / "results.csv")
+    cfg = {}
+    if (sweep_dir / "sweep_config.yaml").is_file():
+        import yaml
+
+        cfg = yaml.safe_load((sweep_dir / "sweep_config.yaml").read_text()) or {}
+    metric = cfg.get("metric", "")
+    params = [c for c in table.columns if c.startswith("param_")]
+    shown = params + [c for c in ("training_iteration", "step", metric) if c in table]
+    shown += [c for c in table.columns if c.endswith(("_r2", "_accuracy")) and c not in shown][:4]
+    lines = [f"## Sweep `{sweep_dir.name}` (Ray Tune)", "",
+             f"Space **{cfg.get('space', '?')}**, {cfg.get('steps', '?')} pretraining steps per "
+             f"trial, downstream evaluation every {cfg.get('eval_every', '?')} steps, metric "
+             f"`{metric}` ({cfg.get('mode', 'max')}), early stopping "
+             f"{'on (ASHA)' if cfg.get('early_stopping') else 'off'}. One row per trial; "
+             "`training_iteration` is the number of evaluations the trial reached.", "",
+             "| " + " | ".join(c.replace("param_", "") for c in shown) + " |",
+             "|" + "---|" * len(shown)]
+    for _, row in table.iterrows():
+        cells = [f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in shown]
+        lines.append("| " + " | ".join(cells) + " |")
+    png = sweep_dir / "sweep.png"
+    if png.is_file():
+        target = figs / f"sweep_{sweep_dir.name}.png"
+        shutil.copyfile(png, target)
+        lines += ["", f"![sweep {sweep_dir.name}]({FIGURES}/{target.name})"]
+    return "\n".join(lines) + "\n"
 
 
 def _pretraining_curves(

@@ -18,12 +18,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 
 from drasclr import uri
 
-__all__ = ["staged_argv", "warn_if_scratch_not_shared"]
+__all__ = ["run_staged", "staged_argv", "warn_if_scratch_not_shared"]
 
 
 def _split(argv: Sequence[str], options: Sequence[str]) -> tuple[dict[str, str], list[str]]:
@@ -96,3 +96,34 @@ def warn_if_scratch_not_shared(argv: Sequence[str], reads: Sequence[str]) -> Non
         print("warning: remote inputs are staged on the driver's node only; set DRASCLR_SCRATCH "
               "to a file system every node mounts, or workers on other nodes cannot read them",
               file=sys.stderr, flush=True)
+
+
+def run_staged(
+    prog: str,
+    argv: Sequence[str],
+    call: Callable[[list[str]], int],
+    *,
+    reads: Sequence[str] = (),
+    writes: Sequence[str] = (),
+) -> int:
+    """Stage ``argv``'s remote locations, run ``call`` on the local argument list, publish.
+
+    Outputs are uploaded only when ``call`` returns 0 (a failure leaves a remote output as it
+    was). Returns the exit status; a remote-storage problem prints ``<prog>: error: ...`` and
+    returns 2.
+    """
+    try:
+        with staged_argv(argv, reads=reads, writes=writes) as local_argv:
+            status = call(local_argv)
+            if status != 0:  # raising leaves a remote output as it was
+                raise SystemExit(status)
+    except (uri.RemoteError, FileNotFoundError) as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # credentials / endpoint problems of the object store client
+        if not type(err).__module__.startswith(("botocore", "aiobotocore", "s3fs")):
+            raise
+        print(f"{prog}: error: object storage: {type(err).__name__}: {err} (check the AWS_* "
+              "credentials and AWS_ENDPOINT_URL)", file=sys.stderr)
+        return 2
+    return 0

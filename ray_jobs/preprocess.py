@@ -15,9 +15,8 @@ import os
 import sys
 
 import ray
-from _storage import staged_argv, warn_if_scratch_not_shared
+from _storage import run_staged, warn_if_scratch_not_shared
 
-from drasclr import uri
 from drasclr.cli import main
 
 READS = ("--inputs", "--atlas", "--labels", "--config")
@@ -29,15 +28,8 @@ def run(argv: list[str]) -> int:
     if os.environ.get("RAY_ADDRESS") or os.environ.get("RAY_JOB_ID"):
         ray.init(address="auto")
     warn_if_scratch_not_shared(argv, READS)
-    try:
-        with staged_argv(argv, reads=READS, writes=WRITES) as local_argv:
-            status = main(["preprocess", *local_argv])
-            if status != 0:  # raising leaves a remote store as it was
-                raise SystemExit(status)
-    except (uri.RemoteError, FileNotFoundError) as err:
-        print(f"ray_jobs/preprocess.py: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_staged("ray_jobs/preprocess.py", argv, lambda a: main(["preprocess", *a]),
+                      reads=READS, writes=WRITES)
 
 
 if __name__ == "__main__":

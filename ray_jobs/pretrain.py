@@ -31,20 +31,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(argv: list[str]) -> int:
     """Stage remote locations, pretrain, publish the run folder; exit status."""
-    from _storage import staged_argv
+    from _storage import run_staged
 
-    from drasclr import uri
-
-    try:
-        with staged_argv(argv, reads=("--store", "--config"), writes=("--out",)) as local_argv:
-            status = main(local_argv)
-            if status != 0:  # raising leaves a remote run folder as it was
-                raise SystemExit(status)
-    except (uri.RemoteError, FileNotFoundError) as err:
-        print(f"ray_jobs/pretrain.py: error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
+    return run_staged("ray_jobs/pretrain.py", argv, main, reads=("--store", "--config"),
+                      writes=("--out",))
 
 if __name__ == "__main__":
     sys.exit(run(sys.argv[1:]))

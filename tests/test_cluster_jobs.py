@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import logging
 import os
 import shutil
 import signal
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _s3 import moto_bucket
 
 from drasclr import uri
 from drasclr.store import PatchStore, store_digest
@@ -217,30 +217,8 @@ def test_job_submission_runs_the_tiny_pipeline(job_run: JobRun) -> None:
 @pytest.fixture(scope="module")
 def bucket(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``s3://drasclr-jobs`` on a moto S3 server on 127.0.0.1; the env points botocore at it."""
-    moto_server = pytest.importorskip("moto.server", reason="needs moto[server]")
-    pytest.importorskip("s3fs", reason="needs s3fs")
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = _free_port()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    env = pytest.MonkeyPatch()
-    empty = tmp_path_factory.mktemp("aws") / "none"
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-        "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": str(empty),
-        "AWS_SHARED_CREDENTIALS_FILE": str(empty),
-    }.items():
-        env.setenv(key, value)
-    env.delenv("AWS_ENDPOINT_URL_S3", raising=False)
-    env.delenv("AWS_PROFILE", raising=False)
-    server.start()
-    try:
-        fs, _ = uri.filesystem("s3://drasclr-jobs")
-        fs.mkdir("drasclr-jobs")
-        yield "s3://drasclr-jobs"
-    finally:
-        server.stop()
-        env.undo()
+    with moto_bucket(tmp_path_factory.mktemp("aws"), "drasclr-jobs") as url:
+        yield url
 
 
 def _storage_module() -> Any:

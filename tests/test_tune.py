@@ -22,7 +22,7 @@ def test_spaces_and_config_validation() -> None:
 def test_neighbours_x_conditioning_sweep(tiny_store: dict[str, Path], tmp_path: Path) -> None:
     cfg = SweepConfig(space="neighbours_x_conditioning", steps=8, eval_every=4, batch_size=4,
                       queue_size=16, experts=2, cpus_per_trial=1.0, early_stopping=True)
-    out = tmp_path / "sweep"
+    out = tmp_path / "run" / "sweeps" / "ngb_x_cond"
     table = run_sweep({"tiny": tiny_store["store"]}, tiny_store["labels"], out, cfg)
     assert len(table) == 4
     combos = set(zip(table["param_neighbours"], table["param_conditioning"]))
@@ -37,5 +37,13 @@ def test_neighbours_x_conditioning_sweep(tiny_store: dict[str, Path], tmp_path: 
     # re-running restores the finished experiment instead of training again
     again = run_sweep({"tiny": tiny_store["store"]}, tiny_store["labels"], out, cfg)
     assert len(again) == 4
+    # the sweep lands in the run's report: its table (every trial) and its figure
+    from drasclr.report import write_report
+
+    report = write_report(tmp_path / "run", tmp_path / "run" / "report")
+    text = report.read_text()
+    assert "Sweep `ngb_x_cond`" in text and "neighbours_x_conditioning" in text
+    assert text.count("| loccondconv |") + text.count("| none |") >= 4
+    assert (report.parent / "figures" / "sweep_ngb_x_cond.png").is_file()
     with pytest.raises(ConfigError, match="another sweep"):
         run_sweep({"tiny": tiny_store["store"]}, tiny_store["labels"], out, cfg.replace(steps=9))

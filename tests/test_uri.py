@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from _s3 import moto_bucket
 
 from drasclr import uri
 
@@ -18,42 +17,11 @@ moto_server = pytest.importorskip("moto.server", reason="needs moto[server]")
 pytest.importorskip("s3fs", reason="needs s3fs")
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def bucket(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``s3://drasclr-test`` on a moto S3 server bound to loopback; env points botocore at it."""
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = _free_port()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    env = pytest.MonkeyPatch()
-    empty = tmp_path_factory.mktemp("aws") / "none"
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_CONFIG_FILE": str(empty),
-        "AWS_SHARED_CREDENTIALS_FILE": str(empty),
-    }.items():
-        env.setenv(key, value)
-    env.delenv("AWS_ENDPOINT_URL_S3", raising=False)
-    env.delenv("AWS_PROFILE", raising=False)
-    server.start()
-    try:
-        fs, _ = uri.filesystem("s3://drasclr-test")
-        fs.mkdir("drasclr-test")
-        yield "s3://drasclr-test"
-    finally:
-        server.stop()
-        env.undo()
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        assert sock.connect_ex(("127.0.0.1", port)) != 0, "moto server still listening"
+    with moto_bucket(tmp_path_factory.mktemp("aws"), "drasclr-test") as url:
+        yield url
 
 
 def _tree(root: Path) -> dict[str, bytes]:
