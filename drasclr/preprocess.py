@@ -30,14 +30,14 @@ from drasclr.segment import SegmentConfig, segment_lungs
 from drasclr.store import HU_WINDOW, PlanItem, SubjectPatches
 
 __all__ = [
+    "IMAGE_SUFFIXES",
+    "STAGES",
     "PreprocessConfig",
     "SubjectError",
     "SubjectResult",
-    "IMAGE_SUFFIXES",
+    "atlas_from_ct",
     "discover_inputs",
     "process_subject",
-    "atlas_from_ct",
-    "STAGES",
 ]
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
@@ -212,6 +212,13 @@ def set_worker_threads(n: int) -> None:
 
 
 # ----------------------------------------------------------------------------------- subject
+def clipped_ct(volume: Volume, spacing_mm: float = 1.0) -> Volume:
+    """The CT resampled to ``spacing_mm`` isotropic (linear, -1024 HU outside) and clipped to
+    the store's HU window as int16: what patches are cut from (DESIGN.md 3.1)."""
+    iso = resample_isotropic(volume, spacing_mm, order=1, fill=HU_WINDOW[0])
+    return Volume(np.clip(iso.array, *HU_WINDOW).astype(np.int16), iso.geometry)
+
+
 def _geometry_record(volume: Volume) -> dict[str, Any]:
     g = volume.geometry
     return {
@@ -250,9 +257,9 @@ def process_subject(
 
         stage = "resample"
         t0 = t()
-        iso = resample_isotropic(volume, config.spacing_mm, order=1, fill=-1024)
+        iso = clipped_ct(volume, config.spacing_mm)
         del volume
-        hu = np.clip(iso.array, *HU_WINDOW).astype(np.int16)
+        hu = iso.array
         record["t_resample"] = t() - t0
 
         stage = "segment"
@@ -331,8 +338,8 @@ def atlas_from_ct(
     from drasclr.io import read_mask
 
     config = config or PreprocessConfig()
-    iso = resample_isotropic(read_ct(ct_path), config.spacing_mm, order=1, fill=-1024)
-    hu = np.clip(iso.array, *HU_WINDOW).astype(np.int16)
+    iso = clipped_ct(read_ct(ct_path), config.spacing_mm)
+    hu = iso.array
     if mask_path is not None:
         mask = resample_isotropic(read_mask(mask_path), config.spacing_mm, order=0, fill=0)
         if mask.array.shape != hu.shape:

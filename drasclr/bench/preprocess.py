@@ -95,8 +95,8 @@ def _known_affine_accuracy(cohort: Path, subjects: list[str], atlas_dir: Path,
     import SimpleITK as sitk
 
     from drasclr.atlas import load_atlas
-    from drasclr.io import Volume, read_ct, resample_isotropic, to_sitk
-    from drasclr.preprocess import PreprocessConfig
+    from drasclr.io import read_ct, to_sitk
+    from drasclr.preprocess import PreprocessConfig, clipped_ct
     from drasclr.register import dice, map_landmarks, register_affine, warp_mask_to_fixed
     from drasclr.segment import segment_lungs
 
@@ -105,9 +105,8 @@ def _known_affine_accuracy(cohort: Path, subjects: list[str], atlas_dir: Path,
     rng = np.random.default_rng(seed)
     errs, dices, secs = [], [], []
     for sid in subjects:
-        iso = resample_isotropic(read_ct(cohort / "images" / f"{sid}.nii.gz"), 1.0)
-        hu = np.clip(iso.array, -1024, 240).astype(np.int16)
-        mask = segment_lungs(Volume(hu, iso.geometry), cfg.segment)
+        iso = clipped_ct(read_ct(cohort / "images" / f"{sid}.nii.gz"))
+        mask = segment_lungs(iso, cfg.segment)
         pts = np.argwhere(mask)[:, ::-1].astype(float)  # x, y, z voxel
         centre = iso.geometry.index_to_world(pts.mean(axis=0))
         known = _random_affine(rng, centre)  # moved(x) = mask(known(x))
@@ -134,13 +133,14 @@ def _known_affine_accuracy(cohort: Path, subjects: list[str], atlas_dir: Path,
 def _reference_registration(store: Path, cohort: Path, atlas_dir: Path, subject: str) -> float:
     """Seconds of the published registration parameters on one subject's lung mask (1 mm)."""
     from drasclr.atlas import load_atlas
-    from drasclr.io import Volume, read_ct, resample_isotropic
+    from drasclr.io import read_ct
+    from drasclr.preprocess import clipped_ct
     from drasclr.register import RegisterConfig, register_affine
     from drasclr.segment import segment_lungs
 
     atlas = load_atlas(atlas_dir)
-    iso = resample_isotropic(read_ct(cohort / "images" / f"{subject}.nii.gz"), 1.0)
-    labels = segment_lungs(Volume(np.clip(iso.array, -1024, 240).astype(np.int16), iso.geometry))
+    iso = clipped_ct(read_ct(cohort / "images" / f"{subject}.nii.gz"))
+    labels = segment_lungs(iso)
     t0 = time.perf_counter()
     register_affine(labels, iso.geometry, atlas.mask, atlas, RegisterConfig.published())
     return time.perf_counter() - t0

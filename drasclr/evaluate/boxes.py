@@ -33,6 +33,7 @@ from drasclr.features.dense import LandmarkBounds, apply_affine
 from drasclr.features.encoding import encode_patches, inference, on_device, pick_device
 from drasclr.io import Geometry, Volume, read_ct, read_mask, resample_isotropic
 from drasclr.patches import cut_patches
+from drasclr.preprocess import clipped_ct
 from drasclr.store import HU_WINDOW
 
 BOX_TASKS: tuple[str, ...] = ("cle", "pse")
@@ -108,8 +109,8 @@ def read_scan(
     )
     native_lungs, source = _native_lungs(ct, lungs_path) if cohort_dir else (None, "segmented")
     laa = laa950(ct.array, native_lungs) if native_lungs is not None else float("nan")
-    iso = resample_isotropic(ct, spacing_mm, order=1, fill=HU_WINDOW[0])
-    hu = np.clip(iso.array, *HU_WINDOW).astype(np.int16)
+    iso = clipped_ct(ct, spacing_mm)  # exactly what preprocessing cuts patches from
+    hu = iso.array
     if native_lungs is not None:
         lung_vol = Volume(native_lungs.astype(np.uint8), ct.geometry)
         lungs = resample_isotropic(lung_vol, spacing_mm, order=0, fill=0).array != 0
