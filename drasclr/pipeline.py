@@ -28,8 +28,14 @@ import pandas as pd
 from drasclr.config import ConfigError, StageConfig, check
 from drasclr.fsutil import atomic_write_text
 
-__all__ = ["PipelineConfig", "METHODS", "run_pipeline", "pick_atlas_subject", "demo_config",
-           "reproduce_config"]
+__all__ = [
+    "METHODS",
+    "PipelineConfig",
+    "demo_config",
+    "pick_atlas_subject",
+    "reproduce_config",
+    "run_pipeline",
+]
 
 #: Method name -> (pretrain overrides or None for an untrained encoder, feature overrides).
 METHODS: dict[str, tuple[dict[str, Any] | None, dict[str, Any]]] = {
@@ -113,7 +119,7 @@ def pick_atlas_subject(labels: pd.DataFrame) -> str:
     """The healthiest subject: GOLD 0 if any, then the least true emphysema, then the first id."""
     lab = labels.copy()
     lab["_healthy"] = (lab["gold"] == 0).astype(int) if "gold" in lab else 0
-    emph = lab["true_emphysema_fraction"] if "true_emphysema_fraction" in lab else 0.0
+    emph = lab.get("true_emphysema_fraction", 0.0)
     lab["_emph"] = emph
     lab = lab.sort_values(["_healthy", "_emph", "subject_id"], ascending=[False, True, True])
     return str(lab["subject_id"].iloc[0])
@@ -196,11 +202,14 @@ def run_pipeline(
             cohort, atlas_dir, store, pp, progress=progress))
         print(summary.text(), flush=True)
 
+        probe = clock.run("training probe", lambda: _training_probe(cohort, store, run))
         encoders: dict[str, Path] = {}
         features: dict[str, Path] = {}
         for name in cfg.methods:
-            train_over, feat_over = METHODS[name]
-            encoders[name] = clock.run(f"pretrain: {name}", lambda n=name, o=train_over:
+            train_over, _feat_over = METHODS[name]
+            over = train_over if train_over is None or probe is None else {
+                **train_over, "probe_every": max(10, cfg.steps // 6), "probe_file": str(probe)}
+            encoders[name] = clock.run(f"pretrain: {name}", lambda n=name, o=over:
                                        _encoder(cfg, n, o, store, run))
         for name in cfg.methods:
             features[name] = clock.run(f"extract: {name}", lambda n=name:
@@ -221,6 +230,22 @@ def run_pipeline(
     from drasclr.report import write_report
 
     return clock.run("report", lambda: write_report(run, run / "report"))
+
+
+def _training_probe(cohort: Path, store: Path, run: Path) -> Path | None:
+    """The patch list of the pretraining runs' cheap probe (None without voxel truth)."""
+    from drasclr.evaluate.patch_probe import read_patch_truth, write_probe_file
+    from drasclr.store import PatchStore
+
+    path = run / "models" / "probe_train.npz"
+    if path.is_file():
+        return path
+    patch_store = PatchStore(store)
+    ids = patch_store.subject_ids[:64]
+    truth = read_patch_truth(cohort, patch_store, ids)
+    if truth.empty:
+        return None
+    return write_probe_file(truth, path, n_subjects=64, n_landmarks=24)
 
 
 def _model_key(name: str) -> str:

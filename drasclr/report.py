@@ -209,7 +209,8 @@ def pretraining_figure(curves: Mapping[str, pd.DataFrame], path: Path) -> Path |
     curves = {k: v for k, v in curves.items() if not v.empty and "loss" in v}
     if not curves:
         return None
-    panels = [c for c in ("loss", "local_loss", "neighbour_loss", "top1")
+    panels = [c for c in ("loss", "local_loss", "neighbour_loss", "top1",
+                          "between_subject_cosine", "probe_r2")
               if any(c in v and v[c].notna().any() for v in curves.values())]
     fig = _figure(3.6 * len(panels) + 1.6, 3.3)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
@@ -219,13 +220,103 @@ def pretraining_figure(curves: Mapping[str, pd.DataFrame], path: Path) -> Path |
     for ax, col in zip(axes, panels):
         for k, (name, v) in enumerate(curves.items()):
             if col in v and v[col].notna().any():
-                ax.plot(v["step"], v[col], color=cmap(k % 10), label=name, linewidth=1.2)
-        ax.set_title(col.replace("_", " "), fontsize=10)
+                d = v[v[col].notna()]
+                ax.plot(d["step"], d[col], color=cmap(k % 10), label=name, linewidth=1.2,
+                        marker="o" if col == "probe_r2" else None, markersize=3)
+                if col == "top1" and "top1_chance" in d:
+                    ax.plot(d["step"], d["top1_chance"], color=cmap(k % 10), linestyle=":",
+                            linewidth=0.8)
+        ax.set_title({"probe_r2": "patch probe R² (emphysema)",
+                      "between_subject_cosine": "between-subject cosine",
+                      "top1": "top-1 (dotted: chance)"}.get(col, col.replace("_", " ")),
+                     fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes[-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     fig.suptitle("Pretraining curves (metrics.jsonl)", fontsize=11)
     return _save(fig, path)
+
+
+#: A dense map flagging more than this share of the lung gets a warning next to its F1.
+FLAG_WARN_SHARE: float = 0.5
+
+
+def flagged_share(overlap: pd.DataFrame | None) -> dict[str, float]:
+    """Mean share of the lung each method's dense map flags (from ``dense_overlap``)."""
+    if overlap is None or overlap.empty or "detected_fraction" not in overlap:
+        return {}
+    return {str(k): float(v) for k, v in overlap.groupby("method")["detected_fraction"].mean()
+            .items()}
+
+
+def patch_probe_figure(probe: pd.DataFrame, path: Path) -> Path:
+    """Bars of the patch probe R² (± s.d.) per method and lesion target."""
+    targets = list(dict.fromkeys(probe["target"]))
+    methods = list(dict.fromkeys(probe["method"]))
+    fig = _figure(1.2 + 1.1 * len(methods), 3.6)
+    ax = fig.subplots()
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"]
+    width = 0.8 / max(len(targets), 1)
+    for k, t in enumerate(targets):
+        d = probe[probe["target"] == t].set_index("method").reindex(methods)
+        ax.bar(np.arange(len(methods)) + k * width, d["r2"].clip(lower=-0.2), width,
+               yerr=d["r2_sd"].fillna(0), color=cmap(k), label=t, capsize=2)
+    ax.axhline(0, color="k", linewidth=0.6)
+    ax.set_xticks(np.arange(len(methods)) + width * (len(targets) - 1) / 2)
+    ax.set_xticklabels(methods, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("out-of-fold R² (clipped at -0.2)")
+    ax.set_title("Patch probe: frozen patch features -> true lesion fraction", fontsize=10)
+    ax.legend(fontsize=8, frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def probe_wide(probe: pd.DataFrame) -> pd.DataFrame:
+    """method x (target R², target AUC) cells ``mean ± sd``."""
+    out = pd.DataFrame(index=list(dict.fromkeys(probe["method"])))
+    for t in dict.fromkeys(probe["target"]):
+        d = probe[probe["target"] == t].set_index("method")
+        out[f"{t} R²"] = [_mean_sd(d.loc[m, "r2"], d.loc[m, "r2_sd"]) for m in out.index]
+        out[f"{t} AUC"] = [_mean_sd(d.loc[m, "auc"], d.loc[m, "auc_sd"]) for m in out.index]
+    return out.rename_axis("method").reset_index()
+
+
+def powered_wide(powered: pd.DataFrame) -> pd.DataFrame:
+    """method x metric cells ``mean ± sd`` of the powered image readouts."""
+    table = powered.pivot_table(index="method", columns="metric", values=["mean", "sd"],
+                                sort=False)
+    out = pd.DataFrame(index=list(dict.fromkeys(powered["method"])))
+    for metric in dict.fromkeys(powered["metric"]):
+        out[metric] = [_mean_sd(table.loc[m, ("mean", metric)], table.loc[m, ("sd", metric)])
+                       if ("mean", metric) in table.columns else "" for m in out.index]
+    return out.rename_axis("method").reset_index()
+
+
+def primary_name(results: Mapping[str, Any]) -> str:
+    """The report's primary method."""
+    return str(results.get("primary") or "DrasCLR")
+
+
+def probe_reading(probe: pd.DataFrame, primary: str) -> str:
+    """One plain sentence: did pretraining beat the random encoder on the patch probe?"""
+    d = probe[probe["target"] == "emphysema"].set_index("method")
+    if primary not in d.index or "random encoder" not in d.index:
+        return "Patch probe: the primary method or the random encoder is missing."
+    a, r = d.loc[primary], d.loc["random encoder"]
+    margin = max(float(a["r2_sd"]), float(r["r2_sd"]))
+    if a["r2"] - r["r2"] > margin:
+        verdict = "**beat** the random encoder"
+    elif r["r2"] - a["r2"] > margin:
+        verdict = "was **worse** than the random encoder"
+    else:
+        verdict = "was **not distinguishable** from the random encoder"
+    laa = (f"; LAA-950 (patch) {d.loc['LAA-950 (patch)', 'r2']:.3f}"
+           if "LAA-950 (patch)" in d.index else "")
+    return (f"Patch probe (emphysema fraction, out-of-fold R²): pretraining {verdict} — "
+            f"{primary} {a['r2']:.3f} ± {a['r2_sd']:.3f} vs random encoder {r['r2']:.3f} ± "
+            f"{r['r2_sd']:.3f}{laa}.")
 
 
 # ------------------------------------------------------------------------------------ reading
@@ -419,12 +510,16 @@ def write_report(
     frac = _table(eval_dir, "detected_fraction")
     overlap = _table(eval_dir, "dense_overlap")
     t7 = _table(eval_dir, "table7_random_locations")
+    probe = _table(eval_dir, "patch_probe")
+    powered = _table(eval_dir, "image_readouts_powered")
     primary = results.get("primary") or "DrasCLR"
     made: dict[str, Path] = {}
 
     if t2 is not None:
         made["readouts"] = F.readout_bars(t2, figs / "readouts.png",
                                           "Image-level linear readouts (Table 2)")
+    if probe is not None and not probe.empty:
+        made["patch_probe"] = patch_probe_figure(probe, figs / "patch_probe.png")
     if t3 is not None:
         keep = t3[t3["model"].isin(["imaging", "spirometry", "bode"])]
         made["survival"] = F.survival_plot(keep, figs / "survival.png",
@@ -461,7 +556,8 @@ def write_report(
     if pre_png:
         made["pretraining"] = pre_png
 
-    text = _markdown(results, run, made, out, t2, t3, t5, rule, curve, frac, overlap, t7, curves)
+    text = _markdown(results, run, made, out, t2, t3, t5, rule, curve, frac, overlap, t7, curves,
+                     probe, powered)
     if run is not None:
         text += "".join("\n" + sweep_section(d, figs) for d in _sweep_dirs(run))
     path = out / "report.md"
@@ -494,11 +590,11 @@ def sweep_section(sweep_dir: str | Path, figs: str | Path) -> str:
     shown = params + [c for c in ("training_iteration", "step", metric) if c in table]
     shown += [c for c in table.columns if c.endswith(("_r2", "_accuracy")) and c not in shown][:4]
     lines = [f"## Sweep `{sweep_dir.name}` (Ray Tune)", "",
-             f"Space **{cfg.get('space', '?')}**, {cfg.get('steps', '?')} pretraining steps per "
+             (f"Space **{cfg.get('space', '?')}**, {cfg.get('steps', '?')} pretraining steps per "
              f"trial, downstream evaluation every {cfg.get('eval_every', '?')} steps, metric "
              f"`{metric}` ({cfg.get('mode', 'max')}), early stopping "
              f"{'on (ASHA)' if cfg.get('early_stopping') else 'off'}. One row per trial; "
-             "`training_iteration` is the number of evaluations the trial reached.", "",
+             "`training_iteration` is the number of evaluations the trial reached."), "",
              "| " + " | ".join(c.replace("param_", "") for c in shown) + " |",
              "|" + "---|" * len(shown)]
     for _, row in table.iterrows():
@@ -551,6 +647,7 @@ def _markdown(
     t2: pd.DataFrame | None, t3: pd.DataFrame | None, t5: pd.DataFrame | None,
     rule: pd.DataFrame | None, curve: pd.DataFrame | None, frac: pd.DataFrame | None,
     overlap: pd.DataFrame | None, t7: pd.DataFrame | None, curves: Mapping[str, pd.DataFrame],
+    probe: pd.DataFrame | None = None, powered: pd.DataFrame | None = None,
 ) -> str:
     cohort = results.get("cohort", {})
     store = results.get("store", {})
@@ -588,12 +685,28 @@ def _markdown(
     if secs:
         L += ["Evaluation times (s): " + ", ".join(f"{k} {v}" for k, v in secs.items()), ""]
     L += ["## Reading", ""]
+    L += [probe_reading(probe, primary_name(results)) + "\n"] if probe is not None else []
     L += [s + "\n" for s in reading(results, t2, t5, rule, t7)] or ["(no numbers)", ""]
     L += [("The cohort is synthetic and small; fold-to-fold s.d. are large, so differences "
           "smaller than one s.d. are not evidence either way."), ""]
 
+    if probe is not None and not probe.empty:
+        L += ["## Patch probe — does a patch's representation carry its lesion burden?", "",
+              ("Ridge from frozen patch features to the patch's true lesion fraction (voxel "
+              "truth cut like the stored patch), subject-grouped 5-fold CV, repeated; R² of the "
+              "pooled out-of-fold predictions (mean ± s.d. over repeats) and AUC for "
+              "fraction > 1 %. LAA-950 / LAA-910 (patch) use the share of the patch's voxels "
+              "below the threshold as their one feature."), "",
+              markdown_table(probe_wide(probe), index="method"), ""]
+        L += _img(made, "patch_probe", out, "patch probe")
+    if powered is not None and not powered.empty:
+        L += ["## Image-level readouts with power (repeated CV, pooled out-of-fold)", "",
+              ("Per-landmark standardisation before pooling, lasso / top-8-feature logistic "
+              "readouts, 5 x 5-fold CV; the sanity rows check the readout itself: LAA-950 alone "
+              "and LAA-950 + 128 random features should score alike."), "",
+              markdown_table(powered_wide(powered), index="method"), ""]
     if t2 is not None:
-        L += ["## Table 2 — image-level readouts", "",
+        L += ["## Table 2 — image-level readouts (the paper's plain mean, fold-mean scores)", "",
               "R² for log FEV1pp and log FEV1/FVC; accuracy / 1-off accuracy in %.", "",
               markdown_table(wide_readouts(t2), index="method"), ""]
         L += _img(made, "readouts", out, "image readouts")
@@ -616,6 +729,17 @@ def _markdown(
         r = rule.copy()
         for c in ("f1", "precision", "recall"):
             r[c] = (r[c] * 100).round(1)
+        flagged = flagged_share(overlap)
+        warn: list[str] = []
+        if flagged:
+            r.insert(1, "lung flagged %", [round(100 * flagged.get(m, float("nan")), 1)
+                                           for m in r["method"]])
+            for m, v in flagged.items():
+                if v > FLAG_WARN_SHARE:
+                    warn.append(f"**Warning:** the {m} map flags {100 * v:.0f} % of the lung as "
+                                "emphysema on the dense subjects; its F1 below rewards marking "
+                                "everything and is not a detection score.")
+        L += warn + ([""] if warn else [])
         L += ["### The 25 % rule on dense maps", "",
               ("Dense subjects are held out of the readout that makes their maps. `paper (25 %)`: "
               "a box is positive when ≥ 25 % of its voxels have p > 0.5. `chosen fraction "

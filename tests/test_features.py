@@ -396,3 +396,33 @@ def test_dense_requires_1mm() -> None:
 
 def test_patch_features_is_exported() -> None:
     assert PatchFeatures.__dataclass_fields__.keys() >= {"features", "valid", "locations"}
+
+
+def test_landmark_batchnorm_statistics(store_path: Path) -> None:
+    """bn_stats='landmark': features use BatchNorm statistics of each landmark's own patches, so
+    they do not depend on the encoder's running statistics (which 'running' uses)."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    store = PatchStore(store_path)
+    enc = _encoder(torch.float64)
+    running = extract_patch_features(enc, store, FeaturesConfig())
+    res = extract_patch_features(enc, store, FeaturesConfig(bn_stats="landmark"))
+    shifted = _encoder(torch.float64)
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for m in shifted.modules():
+            if isinstance(m, _BatchNorm):
+                m.running_mean.add_(torch.randn(m.running_mean.shape, generator=g,
+                                                dtype=torch.float64))
+                m.running_var.mul_(3.0)
+    running2 = extract_patch_features(shifted, store, FeaturesConfig())
+    res2 = extract_patch_features(shifted, store, FeaturesConfig(bn_stats="landmark"))
+    ok = res.valid
+    assert not np.allclose(running.features[ok], running2.features[ok], atol=1e-3)
+    np.testing.assert_allclose(res.features[ok], res2.features[ok], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(res.features[ok], running.features[ok], atol=1e-3)
+    np.testing.assert_array_equal(np.isnan(res.features[..., 0]), ~res.valid)
+    chunked = extract_patch_features(enc, store, FeaturesConfig(bn_stats="landmark", batch_size=2))
+    assert np.isfinite(chunked.features[ok]).all()
+    with pytest.raises(Exception, match="order: landmark"):
+        FeaturesConfig(bn_stats="landmark", order="subject")

@@ -155,7 +155,7 @@ def test_drasclr_forward_matches_parts() -> None:
     model = DrasCLR.build(landmarks=[1, 4], queue_size=16, seed=0).eval()
     data = _batch()
     out = model(**data, landmark=4, neighbour_weight=0.5, update_key_encoder=False)
-    assert set(out) == {"loss", "local_loss", "neighbour_loss", "top1", "keys"}
+    assert set(out) == {"loss", "local_loss", "neighbour_loss", "top1", "negatives", "keys", "q"}
     assert out["keys"].shape == (4, 128) and not out["keys"].requires_grad
     # Recompute from the parts (eval mode: BatchNorm uses running statistics, per sample).
     with torch.no_grad():
@@ -296,3 +296,76 @@ def test_shuffle_bn_and_ddp_step_with_two_gloo_processes() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         init_file = os.path.join(tmp, "init")
         mp.spawn(_ddp_worker, args=(2, init_file), nprocs=2, join=True)
+
+
+# ---------------------------------------------------------------------------- real negatives
+def test_bank_records_subjects_and_starts_empty() -> None:
+    from drasclr.moco.memory_bank import EMPTY, UNKNOWN
+
+    bank = MemoryBank([3, 5], size=4, dim=3, seed=0)
+    assert bank.filled_fraction() == 0.0
+    assert (bank.negative_subjects(3) == EMPTY).all()
+    bank.enqueue(3, torch.as_tensor(NEG[:3], dtype=torch.float32), torch.tensor([7, 8, 9]))
+    assert bank.negative_subjects(3).tolist() == [7, 8, 9, EMPTY]
+    bank.enqueue(3, torch.as_tensor(NEG[:2], dtype=torch.float32))  # wraps; subjects unknown
+    assert bank.negative_subjects(3).tolist() == [UNKNOWN, 8, 9, UNKNOWN]
+    assert bank.filled_fraction() == pytest.approx(4 / 8)
+    with pytest.raises(ValueError, match="subjects must have"):
+        bank.enqueue(5, torch.as_tensor(NEG[:2], dtype=torch.float32), torch.tensor([1]))
+
+
+def _real_negative_loss(q: np.ndarray, k: np.ndarray, queue: np.ndarray, usable: np.ndarray,
+                        tau: float) -> float:
+    """-log softmax of the positive over: other rows' keys + usable queue keys (direct sums)."""
+    total = 0.0
+    for b in range(len(q)):
+        pos = math.exp(_dot(q[b], k[b]) / tau)
+        den = pos + sum(math.exp(_dot(q[b], k[c]) / tau) for c in range(len(q)) if c != b)
+        den += sum(math.exp(_dot(q[b], queue[n]) / tau) for n in range(len(queue)) if usable[b, n])
+        total += -math.log(pos / den)
+    return total / len(q)
+
+
+def test_in_batch_negatives_and_own_subject_masking_match_the_formula() -> None:
+    torch.manual_seed(0)
+    model = DrasCLR.build(landmarks=[4], queue_size=6, seed=0).eval()
+    model.batch_negatives, model.mask_queue = True, True
+    data = _batch(b=4)
+    subjects = torch.tensor([10, 11, 12, 13])
+    # fresh bank: only the 3 other subjects of the batch are negatives (no random vectors)
+    out = model(**data, landmark=4, neighbour_weight=0.0, update_key_encoder=False,
+                subjects=subjects)
+    q, k = out["q"].double().numpy(), out["keys"].double().numpy()
+    queue = model.memory_bank.negatives(4).double().numpy()
+    none = np.zeros((4, 6), dtype=bool)
+    assert out["negatives"].item() == 3
+    assert out["local_loss"].item() == pytest.approx(_real_negative_loss(q, k, queue, none, 0.2),
+                                                     rel=1e-4)
+    # queue: keys of subjects 11 and 20 (x2); row of subject 11 must not see its own key
+    model.enqueue(4, torch.as_tensor(k[:3], dtype=torch.float32), torch.tensor([11, 20, 20]))
+    out2 = model(**data, landmark=4, neighbour_weight=0.0, update_key_encoder=False,
+                 subjects=subjects)
+    queue = model.memory_bank.negatives(4).double().numpy()
+    ids = model.memory_bank.negative_subjects(4).numpy()
+    usable = (ids[None] >= 0) & (ids[None] != subjects.numpy()[:, None])
+    assert usable.sum() == 3 * 4 - 1
+    assert out2["local_loss"].item() == pytest.approx(
+        _real_negative_loss(q, k, queue, usable, 0.2), rel=1e-4)
+    assert out2["negatives"].item() == pytest.approx(3 + usable.sum() / 4)
+
+
+def test_ghost_batchnorm_groups_change_statistics_not_shapes() -> None:
+    torch.manual_seed(0)
+    model = DrasCLR.build(landmarks=[0], queue_size=8, seed=0).train()
+    data = _batch(b=8)
+    one = model.embed(data["query"], data["loc"])
+    model.bn_groups = 2
+    two = model.embed(data["query"], data["loc"])
+    assert one.shape == two.shape == (8, 128)
+    assert not torch.allclose(one, two)  # each half normalised with its own statistics
+    model.bn_groups = 1
+    ref = torch.cat([model.head(model.encoder(data["query"][:4], data["loc"])),
+                     model.head(model.encoder(data["query"][4:], data["loc"]))])
+    torch.testing.assert_close(two, F.normalize(ref, dim=1))
+    model.bn_groups = 2
+    assert model.embed_keys(data["key"], data["loc"]).shape == (8, 128)

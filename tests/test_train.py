@@ -43,8 +43,8 @@ def holey_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def tiny_config(**kw: object) -> PretrainConfig:
-    base = dict(batch_size=4, queue_size=8, steps=6, lr=0.05, checkpoint_every=3, log_every=1,
-                threads_per_worker=1, deterministic=True, momentum=0.99, prefetch=2)
+    base = {"batch_size": 4, "queue_size": 8, "steps": 6, "lr": 0.05, "checkpoint_every": 3, "log_every": 1,
+                "threads_per_worker": 1, "deterministic": True, "momentum": 0.99, "prefetch": 2}
     base.update(kw)
     return PretrainConfig(**base)  # type: ignore[arg-type]
 
@@ -222,3 +222,37 @@ def test_nan_loss_stops_with_a_diagnostic(store16: Path, tmp_path: Path) -> None
     assert saved["step"] == diag["step"]
     trained = [m["step"] for m in read_metrics(tmp_path / "nan") if m["event"] == "train"]
     assert max(trained, default=0) <= diag["step"], "kept training after the NaN"
+
+
+# ----------------------------------------------------------------------------- learning signals
+def test_real_negatives_probe_and_collapse_metrics(store16: Path, tmp_path: Path) -> None:
+    """From step 1 every negative is real (the other subjects of the batch; empty queue slots
+    and the own subject masked); the probe runs at step 0 and every probe_every steps; the
+    train records carry the between-subject cosine, chance level and the collapse flag."""
+    store = PatchStore(store16)
+    # probe target: each patch's mean input intensity (what any encoder should carry)
+    idx = np.repeat(store.store_indices, L)
+    lms = np.tile(np.arange(L), S)
+    target = np.array([store.read_landmark_batch(int(j), [int(i)]).mean()
+                       for j, i in zip(lms, idx)])
+    probe = tmp_path / "probe.npz"
+    np.savez(probe, store_index=idx, landmark=lms, target=target)
+    # 10 steps over 8 landmarks: some landmark repeats (pigeonhole), so its queue is non-empty
+    cfg = tiny_config(steps=10, probe_every=5, probe_file=str(probe), deterministic=False,
+                      checkpoint_every=100)
+    train_single_process(cfg, store16, tmp_path / "run")
+    recs = read_metrics(tmp_path / "run")
+    start = next(r for r in recs if r["event"] == "start")
+    assert start["queue_size"] == min(8, S - 4)  # K capped at N - B
+    train = [r for r in recs if r["event"] == "train"]
+    assert train[0]["negatives"] == pytest.approx(3.0)  # B - 1 in-batch, queue still empty
+    assert train[0]["top1_chance"] == pytest.approx(0.25)
+    assert max(r["negatives"] for r in train) > 3.0  # queue keys join once written
+    for r in train:
+        assert -1.0 <= r["between_subject_cosine"] <= 1.0
+        assert isinstance(r["collapse_warning"], bool)
+    probes = [r for r in recs if r["event"] == "probe"]
+    assert [p["step"] for p in probes] == [0, 5, 10]
+    assert all(np.isfinite(p["probe_r2"]) and p["probe_patches"] == S * L for p in probes)
+    with pytest.raises(ConfigError, match="probe_file"):
+        tiny_config(probe_every=5)

@@ -42,9 +42,14 @@ class EvaluateConfig(StageConfig):
         finetune_lr: Adam learning rate of fine-tuning.
         finetune_methods: methods fine-tuned (empty: the primary method only); the supervised
             CNN from scratch is always added when fine-tuning runs.
+        probe_repeats: repeats of the subject-grouped 5-fold CV of the patch probe.
+        readout_repeats: repeats of the 5-fold CV of the powered image readouts.
     """
 
     stage: ClassVar[str] = "evaluate"
+
+    probe_repeats: int = 2
+    readout_repeats: int = 5
 
     n_folds: int = 5
     seed: int = 0

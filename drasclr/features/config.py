@@ -32,6 +32,13 @@ class FeaturesConfig(StageConfig):
         cpus_per_actor: CPUs reserved per actor (torch intra-op threads follow it).
         gpus_per_actor: GPUs reserved per actor (0 on CPU-only clusters).
         units_per_call: work units handed to an actor per call (Ray Data ``batch_size``).
+        bn_stats: BatchNorm statistics of the encoder at extraction: ``"running"`` (the
+            training run's running averages, the usual inference mode) or ``"landmark"``
+            (recomputed per landmark over the extracted subjects' patches at that landmark:
+            every landmark's features are normalised with that landmark's own statistics, which
+            removes the between-landmark shift that running averages over all landmarks leave;
+            a subject's features then depend on the cohort it is extracted with). ``landmark``
+            needs ``order: landmark``; a landmark is one work unit.
     """
 
     stage: ClassVar[str] = "features"
@@ -45,6 +52,7 @@ class FeaturesConfig(StageConfig):
     cpus_per_actor: float = 1.0
     gpus_per_actor: float = 0.0
     units_per_call: int = 1
+    bn_stats: Literal["running", "landmark"] = "running"
 
     def validate(self) -> None:
         """Check ranges; raise ConfigError naming the field."""
@@ -67,6 +75,10 @@ class FeaturesConfig(StageConfig):
             "gpus_per_actor",
             f"must be >= 0, got {self.gpus_per_actor}",
         )
+        check(self.bn_stats in ("running", "landmark"), s, "bn_stats",
+              f"must be 'running' or 'landmark', got {self.bn_stats!r}")
+        check(self.bn_stats == "running" or self.order == "landmark", s, "bn_stats",
+              "per-landmark BatchNorm statistics need order: landmark")
         check(
             self.units_per_call >= 1,
             s,
@@ -77,6 +89,8 @@ class FeaturesConfig(StageConfig):
     def result_key(self) -> dict[str, Any]:
         """The fields that determine the extracted numbers (the seed only when it is used)."""
         key: dict[str, Any] = {"random_locations": self.random_locations}
+        if self.bn_stats != "running":
+            key["bn_stats"] = self.bn_stats
         if self.random_locations:
             key["seed"] = self.seed
         return key

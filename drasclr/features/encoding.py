@@ -187,3 +187,41 @@ def encode_patches(
     x = x.to(dtype).unsqueeze(1)
     loc = torch.as_tensor(np.asarray(locations), device=device, dtype=dtype)
     return encoder(x, loc).detach().cpu().numpy()
+
+
+def encode_patches_landmark_bn(
+    encoder: nn.Module,
+    patches_hu: npt.NDArray[Any],
+    locations: npt.ArrayLike,
+    device: torch.device,
+    chunk: int = 256,
+) -> npt.NDArray[np.floating]:
+    """Encode one landmark's patches with BatchNorm statistics computed on these patches.
+
+    A copy of the encoder re-estimates every BatchNorm layer's mean and variance from
+    ``patches_hu`` (cumulative average over chunks of ``chunk``; one chunk is the exact batch
+    statistic), then encodes them in inference mode. The encoder itself is not changed.
+
+    Args:
+        encoder, patches_hu, locations, device: as :func:`encode_patches` (one landmark's
+            patches of many subjects).
+        chunk: patches per forward pass.
+    """
+    import copy
+
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    local = copy.deepcopy(encoder)
+    norms = [m for m in local.modules() if isinstance(m, _BatchNorm)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average over the chunks
+    local.train()
+    n = len(patches_hu)
+    with torch.no_grad():
+        for lo in range(0, n, chunk):
+            encode_patches(local, patches_hu[lo:lo + chunk], locations, device)
+    local.eval()
+    with torch.inference_mode():
+        return np.concatenate([encode_patches(local, patches_hu[lo:lo + chunk], locations, device)
+                               for lo in range(0, n, chunk)])

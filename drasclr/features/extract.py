@@ -223,6 +223,7 @@ class _UnitEncoder:
         self.store = PatchStore(store_path)
         self.locations = location_table(self.store, config)
         self.units = units
+        self.config = config
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Encode the units named in ``batch["unit"]``; one output row per patch."""
@@ -231,7 +232,8 @@ class _UnitEncoder:
             for u in batch["unit"].tolist():
                 unit = self.units[int(u)]
                 feats.append(
-                    encode_unit(self.encoder, self.store, unit, self.locations, self.device)
+                    encode_unit(self.encoder, self.store, unit, self.locations, self.device,
+                                self.config.bn_stats, self.config.batch_size)
                 )
                 lms.append(np.repeat(unit.landmarks, unit.store_indices.size))
                 idx.append(np.tile(unit.store_indices, unit.landmarks.size))

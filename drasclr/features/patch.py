@@ -25,7 +25,13 @@ import torch
 from torch import nn
 
 from drasclr.features.config import FeaturesConfig, Order
-from drasclr.features.encoding import encode_patches, inference, on_device, pick_device
+from drasclr.features.encoding import (
+    encode_patches,
+    encode_patches_landmark_bn,
+    inference,
+    on_device,
+    pick_device,
+)
 from drasclr.store import PatchStore
 
 
@@ -156,11 +162,16 @@ def encode_unit(
     unit: Unit,
     locations: npt.NDArray[np.float32],
     device: torch.device,
+    bn_stats: str = "running",
+    chunk: int = 256,
 ) -> npt.NDArray[np.floating]:
     """Read and encode one unit (inside :func:`inference`).
 
     Args:
         locations: (capacity, L, 3) table from :func:`location_table`.
+        bn_stats: ``"landmark"``: BatchNorm statistics of this unit's patches (a unit is one
+            landmark's subjects, see :class:`FeaturesConfig`).
+        chunk: patches per forward pass with ``bn_stats="landmark"``.
 
     Returns:
         (unit.size, D) features, pairs in landmark-outer, subject-inner order.
@@ -171,6 +182,9 @@ def encode_unit(
     loc = locations[unit.store_indices[None, :], unit.landmarks[:, None]].reshape(-1, 3)
     if loc.shape[0] and (loc == loc[:1]).all():
         loc = loc[0]  # one location for the batch: the shared-kernel path
+    if bn_stats == "landmark":
+        with torch.inference_mode(False):
+            return encode_patches_landmark_bn(encoder, patches, loc, device, chunk)
     return encode_patches(encoder, patches, loc, device)
 
 
@@ -197,7 +211,8 @@ def empty_features(
     result = PatchFeatures(
         tuple(ids), idx, feats, valid, np.ascontiguousarray(locs[idx], dtype=np.float32)
     )
-    return result, plan_units(store.valid, idx, config.batch_size, config.order), locs
+    per_unit = store.capacity if config.bn_stats == "landmark" else config.batch_size
+    return result, plan_units(store.valid, idx, per_unit, config.order), locs
 
 
 def scatter_unit(result: PatchFeatures, unit: Unit, values: npt.NDArray[np.floating]) -> None:
@@ -232,5 +247,6 @@ def extract_patch_features(
     device = pick_device(config.device)
     with on_device(encoder, device), inference(encoder):
         for unit in units:
-            scatter_unit(result, unit, encode_unit(encoder, store, unit, locs, device))
+            scatter_unit(result, unit, encode_unit(encoder, store, unit, locs, device,
+                                                   config.bn_stats, config.batch_size))
     return result

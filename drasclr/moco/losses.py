@@ -29,6 +29,42 @@ def contrast_logits(
     return torch.cat([pos, neg], dim=1) / temperature
 
 
+def contrast_logits_real(
+    anchor: Tensor,
+    positive: Tensor,
+    batch_keys: Tensor | None,
+    queue: Tensor,
+    queue_valid: Tensor,
+    temperature: float,
+) -> Tensor:
+    """InfoNCE logits with real negatives only: other subjects' in-batch keys and valid queue keys.
+
+    Column 0 is the positive ``a_b·k+_b``; then ``B`` in-batch columns ``a_b·k_b'`` (the other
+    subjects of the batch at the same landmark, the own column ``b' = b`` set to ``-inf``); then
+    ``K`` queue columns, ``-inf`` where ``queue_valid`` is False (an empty slot, or a key of the
+    anchor's own subject). ``-inf`` columns add nothing to the softmax denominator.
+
+    Args:
+        anchor: (B, D) anchors.
+        positive: (B, D) positive keys.
+        batch_keys: (B, D) the batch's keys used as negatives of the other rows, or None.
+        queue: (K, D) queued keys.
+        queue_valid: (B, K) bool, True where queue key n is a usable negative of row b.
+        temperature: tau.
+
+    Returns:
+        (B, 1 + B + K) logits (without the in-batch block when ``batch_keys`` is None).
+    """
+    ninf = float("-inf")
+    pos = (anchor * positive).sum(dim=1, keepdim=True) / temperature
+    parts = [pos]
+    if batch_keys is not None:
+        own = torch.eye(anchor.shape[0], dtype=torch.bool, device=anchor.device)
+        parts.append((anchor @ batch_keys.t() / temperature).masked_fill(own, ninf))
+    parts.append((anchor @ queue.t() / temperature).masked_fill(~queue_valid, ninf))
+    return torch.cat(parts, dim=1)
+
+
 def info_nce(logits: Tensor) -> Tensor:
     """Mean over the batch of ``-log softmax(logits)[:, 0]`` (the positive is column 0)."""
     target = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)

@@ -17,6 +17,10 @@ from torch import Tensor, nn
 #: Per-landmark initial queues are drawn from ``Generator(seed * INIT_STRIDE + landmark)`` so that
 #: a landmark's starting queue does not depend on how landmarks are sharded across workers.
 INIT_STRIDE: int = 1_000_003
+#: Subject id of a queue slot that holds no real key yet.
+EMPTY: int = -1
+#: Subject id of a real key whose subject was not given.
+UNKNOWN: int = -2
 
 
 class MemoryBank(nn.Module):
@@ -30,11 +34,16 @@ class MemoryBank(nn.Module):
 
     Buffers (saved in ``state_dict``):
         keys: (L_local, K, D) float32 queued keys.
+        subjects: (L_local, K) int64 subject (store index) of each key; ``EMPTY`` (-1) for a slot
+            that no real key has been written to yet. Losses mask empty slots and the query's own
+            subject, so the random initial vectors are never used as negatives and a subject is
+            never its own negative (DESIGN.md departure noted in docs/results.md).
         pointers: (L_local,) int64 index of the next slot to overwrite in each queue.
         landmark_ids: (L_local,) int64 global landmark id of each row.
     """
 
     keys: Tensor
+    subjects: Tensor
     pointers: Tensor
     landmark_ids: Tensor
 
@@ -55,6 +64,7 @@ class MemoryBank(nn.Module):
             g = torch.Generator().manual_seed(seed * INIT_STRIDE + landmark)
             keys[row] = F.normalize(torch.randn(size, dim, generator=g), dim=1)
         self.register_buffer("keys", keys)
+        self.register_buffer("subjects", torch.full((len(ids), size), EMPTY, dtype=torch.long))
         self.register_buffer("pointers", torch.zeros(len(ids), dtype=torch.long))
         self.register_buffer("landmark_ids", torch.tensor(ids, dtype=torch.long))
         self._rows = {landmark: row for row, landmark in enumerate(ids)}
@@ -79,8 +89,16 @@ class MemoryBank(nn.Module):
         """(K, D) detached copy of the landmark's queue (safe to enqueue before backward)."""
         return self.keys[self.row(landmark)].detach().clone()
 
+    def negative_subjects(self, landmark: int) -> Tensor:
+        """(K,) copy of the subject id of each queued key (``EMPTY`` where none was written)."""
+        return self.subjects[self.row(landmark)].clone()
+
+    def filled_fraction(self) -> float:
+        """Share of all slots that hold a real key (0 right after construction)."""
+        return float((self.subjects != EMPTY).float().mean())
+
     @torch.no_grad()
-    def enqueue(self, landmark: int, keys: Tensor) -> None:
+    def enqueue(self, landmark: int, keys: Tensor, subjects: Tensor | None = None) -> None:
         """Write a batch of keys into the landmark's queue, first in first out.
 
         Keys are written at the pointer, wrapping around the end of the queue; the pointer moves
@@ -90,6 +108,8 @@ class MemoryBank(nn.Module):
         Args:
             landmark: global landmark id.
             keys: (n, D) keys (normalised by the caller); detached and cast to the bank's dtype.
+            subjects: (n,) subject ids of the keys; None records them as unknown (``EMPTY`` is
+                not used for them: unknown subjects are stored as -2 and never masked as "own").
         """
         if keys.dim() != 2 or keys.shape[1] != self.dim:
             raise ValueError(f"keys must be (n, {self.dim}), got {tuple(keys.shape)}")
@@ -102,6 +122,13 @@ class MemoryBank(nn.Module):
         ptr = self.pointers[row]
         positions = (ptr + skip + torch.arange(new.shape[0], device=ptr.device)) % self.size
         self.keys[row].index_copy_(0, positions.to(self.keys.device), new)
+        ids = (torch.full((n,), UNKNOWN, dtype=torch.long) if subjects is None
+               else torch.as_tensor(subjects, dtype=torch.long).reshape(-1))
+        if ids.numel() != n:
+            raise ValueError(f"subjects must have {n} entries, got {ids.numel()}")
+        self.subjects[row].index_copy_(
+            0, positions.to(self.subjects.device), ids[skip:].to(self.subjects.device)
+        )
         self.pointers[row] = (ptr + n) % self.size
 
     def queue(self, landmark: int) -> tuple[Tensor, int]:
@@ -110,12 +137,18 @@ class MemoryBank(nn.Module):
         return self.keys[row].clone(), int(self.pointers[row])
 
     @torch.no_grad()
-    def set_queue(self, landmark: int, keys: Tensor, pointer: int) -> None:
-        """Overwrite one queue and its pointer (inverse of :meth:`queue`)."""
+    def set_queue(
+        self, landmark: int, keys: Tensor, pointer: int, subjects: Tensor | None = None
+    ) -> None:
+        """Overwrite one queue and its pointer (inverse of :meth:`queue`); ``subjects`` (K,)
+        sets the slots' subject ids (None: every slot holds a real key of unknown subject)."""
         row = self.row(landmark)
         if keys.shape != (self.size, self.dim):
             raise ValueError(f"queue must be ({self.size}, {self.dim}), got {tuple(keys.shape)}")
         self.keys[row].copy_(keys)
+        ids = (torch.full((self.size,), UNKNOWN, dtype=torch.long) if subjects is None
+               else torch.as_tensor(subjects, dtype=torch.long))
+        self.subjects[row].copy_(ids)
         self.pointers[row] = int(pointer) % self.size
 
     def _load_from_state_dict(

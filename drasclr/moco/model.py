@@ -22,11 +22,13 @@ from torch import Tensor, nn
 
 from drasclr.moco.losses import (
     TEMPERATURE,
+    contrast_logits_real,
     contrast_top1,
+    info_nce,
     local_contrastive_loss,
     neighbour_contrastive_loss,
 )
-from drasclr.moco.memory_bank import MemoryBank
+from drasclr.moco.memory_bank import EMPTY, MemoryBank
 from drasclr.moco.momentum import MOMENTUM, deactivate_requires_grad, update_momentum
 from drasclr.moco.shuffle import batch_shuffle, batch_unshuffle
 from drasclr.nn.encoder import Conditioning, DrasEncoder, ProjectionHead
@@ -45,6 +47,13 @@ class DrasCLR(nn.Module):
         use_neighbours: compute the neighbour loss (False for plain MoCo).
         global_queue: one queue for all landmarks (plain MoCo): every landmark maps to the bank's
             single row.
+        batch_negatives: the other subjects' keys of the same batch (same landmark) are
+            negatives too, so real negatives exist from the first step.
+        mask_queue: never use an empty queue slot (random initial vector) or a key of the
+            query's own subject as a negative. Off: the published behaviour (every slot counts).
+        bn_groups: split / ghost BatchNorm: encode each view in this many groups with their own
+            batch statistics; keys are grouped after a random permutation, so a query and its
+            positive key see different statistics (single-process stand-in for shuffle-BN).
     """
 
     def __init__(
@@ -57,8 +66,13 @@ class DrasCLR(nn.Module):
         distributed: bool = False,
         use_neighbours: bool = True,
         global_queue: bool = False,
+        batch_negatives: bool = False,
+        mask_queue: bool = False,
+        bn_groups: int = 1,
     ) -> None:
         super().__init__()
+        if bn_groups < 1:
+            raise ValueError(f"bn_groups must be >= 1, got {bn_groups}")
         if global_queue and len(memory_bank.landmarks) != 1:
             raise ValueError("a global queue needs a memory bank with exactly one row")
         self.encoder = encoder
@@ -73,6 +87,9 @@ class DrasCLR(nn.Module):
         self.distributed = distributed
         self.use_neighbours = use_neighbours
         self.global_queue = global_queue
+        self.batch_negatives = batch_negatives
+        self.mask_queue = mask_queue
+        self.bn_groups = bn_groups
         # Per-worker state that DDP must neither verify nor broadcast from rank 0.
         self._ddp_params_and_buffers_to_ignore = [
             f"memory_bank.{name}" for name, _ in memory_bank.named_buffers()
@@ -102,9 +119,18 @@ class DrasCLR(nn.Module):
         )
 
     # ------------------------------------------------------------------ embeddings
+    def _grouped(self, net: nn.Module, head: nn.Module, x: Tensor, loc: Tensor) -> Tensor:
+        """``head(net(x, loc))`` with BatchNorm statistics per group of ``bn_groups`` samples."""
+        g = min(self.bn_groups, x.shape[0] // 2) if self.training else 1
+        if g <= 1:
+            return head(net(x, loc))
+        xs = x.tensor_split(g)
+        locs = loc.tensor_split(g) if loc.dim() == 2 else [loc] * g
+        return torch.cat([head(net(xi, li)) for xi, li in zip(xs, locs)])
+
     def embed(self, x: Tensor, loc: Tensor) -> Tensor:
         """Normalised query-side embeddings ``f_theta(x, l)``: (B, D)."""
-        return F.normalize(self.head(self.encoder(x, loc)), dim=1)
+        return F.normalize(self._grouped(self.encoder, self.head, x, loc), dim=1)
 
     @torch.no_grad()
     def embed_keys(self, x: Tensor, loc: Tensor) -> Tensor:
@@ -117,8 +143,16 @@ class DrasCLR(nn.Module):
         b = x.shape[0]
         loc_b = loc.to(x.dtype).expand(b, 3) if loc.dim() == 1 else loc.to(x.dtype)
         x_sh, loc_sh, unshuffle = batch_shuffle(x, loc_b.contiguous(), self.distributed)
-        k = F.normalize(self.key_head(self.key_encoder(x_sh, loc_sh)), dim=1)
-        return batch_unshuffle(k, unshuffle, self.distributed)
+        if self.bn_groups > 1 and self.training:
+            # ghost BN: a random permutation before grouping separates a key from its query's
+            # group (the query side groups samples in batch order)
+            perm = torch.randperm(x_sh.shape[0], device=x.device)
+            k_perm = self._grouped(self.key_encoder, self.key_head, x_sh[perm], loc_sh[perm])
+            k = torch.empty_like(k_perm)
+            k[perm] = k_perm
+        else:
+            k = self.key_head(self.key_encoder(x_sh, loc_sh))
+        return batch_unshuffle(F.normalize(k, dim=1), unshuffle, self.distributed)
 
     @torch.no_grad()
     def momentum_update(self, m: float | None = None) -> None:
@@ -142,6 +176,7 @@ class DrasCLR(nn.Module):
         landmark: int,
         neighbour_weight: float = 1.0,
         update_key_encoder: bool = True,
+        subjects: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Losses of one batch of subjects at one landmark.
 
@@ -155,12 +190,24 @@ class DrasCLR(nn.Module):
             neighbour_weight: beta of ``L = L_loc + beta L_ngb``; 0 skips the neighbour pass
                 (warm-up epochs).
             update_key_encoder: apply the momentum update before encoding the keys (MoCo order).
+            subjects: (B,) subject ids (store indices) of the batch, used to mask the queue's
+                keys of a query's own subject (needed with ``mask_queue``; None masks only
+                empty slots).
 
         Returns:
             ``loss`` (scalar, with graph), ``local_loss``, ``neighbour_loss`` (0 when not computed),
-            ``top1`` (local contrast accuracy, 0-1), ``keys`` (B, D) detached keys to enqueue.
+            ``top1`` (local contrast accuracy, 0-1), ``negatives`` (mean usable negatives per
+            query), ``keys`` (B, D) detached keys to enqueue, ``q`` (B, D) detached queries.
         """
-        negatives = self.memory_bank.negatives(self.bank_landmark(landmark)).to(query.dtype)
+        bank_row = self.bank_landmark(landmark)
+        negatives = self.memory_bank.negatives(bank_row).to(query.dtype)
+        valid: Tensor | None = None
+        if self.mask_queue:
+            ids = self.memory_bank.negative_subjects(bank_row).to(query.device)
+            valid = (ids != EMPTY).unsqueeze(0).expand(query.shape[0], -1)
+            if subjects is not None:
+                own = ids.unsqueeze(0) == subjects.to(ids.device).view(-1, 1)
+                valid = valid & ~own
         q = self.embed(query, loc)
 
         neighbour_loss: Tensor | None = None
@@ -185,10 +232,30 @@ class DrasCLR(nn.Module):
             self.momentum_update()
         keys = self.embed_keys(key, loc)
 
-        local_loss, logits = local_contrastive_loss(q, keys, negatives, self.temperature)
+        if valid is None and not self.batch_negatives:  # the published formulation
+            local_loss, logits = local_contrastive_loss(q, keys, negatives, self.temperature)
+            n_neg = torch.full((), float(negatives.shape[0]), device=q.device)
+            if r is not None:
+                neighbour_loss, _ = neighbour_contrastive_loss(r, keys, negatives,
+                                                               self.temperature)
+        else:
+            if valid is None:
+                valid = torch.ones(q.shape[0], negatives.shape[0], dtype=torch.bool,
+                                   device=q.device)
+            batch_keys = keys if self.batch_negatives else None
+            logits = contrast_logits_real(q, keys, batch_keys, negatives, valid,
+                                          self.temperature)
+            # usable negatives per query (a row without any has loss 0; the loop's metrics
+            # report the mean, so an empty queue without in-batch negatives is visible)
+            n_neg = valid.sum(dim=1).to(q.dtype).mean()
+            if self.batch_negatives:
+                n_neg = n_neg + (q.shape[0] - 1)
+            local_loss = info_nce(logits)
+            if r is not None:
+                neighbour_loss = info_nce(contrast_logits_real(
+                    r.sum(dim=1), keys, batch_keys, negatives, valid, self.temperature))
         loss = local_loss
-        if r is not None:
-            neighbour_loss, _ = neighbour_contrastive_loss(r, keys, negatives, self.temperature)
+        if neighbour_loss is not None:
             loss = loss + neighbour_weight * neighbour_loss
         zero = torch.zeros((), dtype=local_loss.dtype, device=local_loss.device)
         return {
@@ -196,13 +263,16 @@ class DrasCLR(nn.Module):
             "local_loss": local_loss.detach(),
             "neighbour_loss": zero if neighbour_loss is None else neighbour_loss.detach(),
             "top1": contrast_top1(logits),
+            "negatives": n_neg.detach(),
             "keys": keys,
+            "q": q.detach(),
         }
 
     @torch.no_grad()
-    def enqueue(self, landmark: int, keys: Tensor) -> None:
-        """Push the step's keys into the landmark's queue (call after the optimizer step)."""
-        self.memory_bank.enqueue(self.bank_landmark(landmark), keys)
+    def enqueue(self, landmark: int, keys: Tensor, subjects: Tensor | None = None) -> None:
+        """Push the step's keys (and their subjects) into the landmark's queue (call after the
+        optimizer step)."""
+        self.memory_bank.enqueue(self.bank_landmark(landmark), keys, subjects)
 
 
 class PlainMoCo(DrasCLR):
@@ -244,10 +314,11 @@ class PlainMoCo(DrasCLR):
         landmark: int = 0,
         neighbour_weight: float = 0.0,
         update_key_encoder: bool = True,
+        subjects: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """As :meth:`DrasCLR.forward`; without a location the encoder gets the origin."""
         if loc is None:
             loc = torch.zeros(3, dtype=query.dtype, device=query.device)
         return super().forward(
-            query, key, None, loc, None, landmark, 0.0, update_key_encoder
+            query, key, None, loc, None, landmark, 0.0, update_key_encoder, subjects
         )

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from drasclr.config import StageConfig, check
 from drasclr.nn.encoder import CONDITIONINGS
+
+if TYPE_CHECKING:
+    from drasclr.augment import AugmentParams
 
 ModelKind = Literal["drasclr", "moco"]
 CONFIG_FILE = "pretrain_config.yaml"
@@ -50,6 +53,22 @@ class PretrainConfig(StageConfig):
         prefetch: batches the background loader thread reads ahead.
         max_failures: worker-group restarts Ray Train attempts after a failure.
         run_name: Ray Train run name (the folder under the output's ``ray/`` storage path).
+        batch_negatives: the batch's other subjects (same landmark) are negatives too, so every
+            step has real negatives (plain MoCo: off, its negatives are the global queue).
+        mask_queue: never use empty queue slots or keys of the query's own subject as negatives.
+        queue_cap_by_cohort: cap K per landmark queue at ``max(B, N - B)`` for a cohort of N
+            subjects (a per-landmark queue then holds at most about one epoch of other subjects).
+        prefill_queue: fill the queue(s) with real keys of one key-encoder pass before step 1
+            (plain MoCo's global queue; per-landmark queues rely on in-batch negatives).
+        bn_groups: split / ghost BatchNorm groups (1 = one batch statistic; shuffle-BN across
+            ranks still applies when distributed).
+        contrast_prob: probability of the gamma-contrast augmentation (official 0.25).
+        noise_std_hu: Gaussian noise sigma of the augmentation in HU (official 50).
+        probe_every: run the patch probe every this many steps (0 = never); needs ``probe_file``.
+        probe_file: ``.npz`` of probe patches (``store_index``, ``landmark``, ``target``) written
+            by :func:`drasclr.evaluate.patch_probe.write_probe_file`.
+        collapse_cosine: warn in the metrics when the mean between-subject cosine of the
+            query embeddings in a logging window exceeds this.
     """
 
     stage: ClassVar[str] = "pretrain"
@@ -84,6 +103,16 @@ class PretrainConfig(StageConfig):
     prefetch: int = 4
     max_failures: int = 3
     run_name: str = "pretrain"
+    batch_negatives: bool = True
+    mask_queue: bool = True
+    queue_cap_by_cohort: bool = True
+    prefill_queue: bool = True
+    bn_groups: int = 1
+    contrast_prob: float = 0.25
+    noise_std_hu: float = 50.0
+    probe_every: int = 0
+    probe_file: str = ""
+    collapse_cosine: float = 0.95
 
     def validate(self) -> None:
         """Check ranges and cross-field rules; errors name the field."""
@@ -123,6 +152,28 @@ class PretrainConfig(StageConfig):
             bool(self.run_name) and self.run_name.replace("-", "").replace("_", "").isalnum(),
             s, "run_name", f"must be letters, digits, '-' or '_', got {self.run_name!r}",
         )
+        check(self.bn_groups >= 1, s, "bn_groups", f"must be >= 1, got {self.bn_groups}")
+        check(0 <= self.contrast_prob <= 1, s, "contrast_prob", "must be in [0, 1]")
+        check(self.noise_std_hu >= 0, s, "noise_std_hu", "must be >= 0")
+        check(self.probe_every >= 0, s, "probe_every", "must be >= 0")
+        check(self.probe_every == 0 or bool(self.probe_file), s, "probe_file",
+              "probe_every > 0 needs a probe_file")
+        check(0 < self.collapse_cosine <= 1, s, "collapse_cosine", "must be in (0, 1]")
+
+    def effective_queue_size(self, num_subjects: int) -> int:
+        """K actually used for a cohort of ``num_subjects`` (the cap rule, see ``queue_cap_by_cohort``)."""
+        if not self.queue_cap_by_cohort or self.model == "moco":
+            return self.queue_size
+        return max(1, min(self.queue_size, max(self.batch_size, num_subjects - self.batch_size)))
+
+    @property
+    def augment_params(self) -> "AugmentParams":
+        """The augmentation of this run (official ranges, configurable intensity parts)."""
+        from drasclr.augment import NO_AUGMENTATION, AugmentParams
+
+        if not self.augment:
+            return NO_AUGMENTATION
+        return AugmentParams(contrast_prob=self.contrast_prob, noise_std_hu=self.noise_std_hu)
 
     @property
     def uses_neighbours(self) -> bool:

@@ -99,23 +99,85 @@ class WorkerContext:
 
 # --------------------------------------------------------------------------- pieces
 def build_model(
-    config: PretrainConfig, landmarks: np.ndarray, distributed: bool
+    config: PretrainConfig, landmarks: np.ndarray, distributed: bool,
+    num_subjects: int | None = None,
 ) -> DrasCLR:
     """The model of ``config`` whose memory bank holds only ``landmarks`` (this worker's shard).
 
-    Plain MoCo keeps one global queue per worker instead.
+    Plain MoCo keeps one global queue per worker instead. ``num_subjects`` (the cohort size)
+    applies the queue-size rule of :meth:`PretrainConfig.effective_queue_size`.
     """
     torch.manual_seed(config.seed)  # identical initial weights on every rank
     encoder = DrasEncoder(config.conditioning, experts=config.experts)
     head = ProjectionHead(encoder.out_dim, 128, config.dim)
+    size = (config.effective_queue_size(num_subjects) if num_subjects is not None
+            else config.queue_size)
+    flags = {"mask_queue": config.mask_queue, "bn_groups": config.bn_groups}
     if config.model == "moco":
-        bank = MemoryBank((0,), size=config.queue_size, dim=config.dim, seed=config.seed)
+        bank = MemoryBank((0,), size=size, dim=config.dim, seed=config.seed)
         return PlainMoCo(
             encoder, head, bank, config.temperature, config.momentum, distributed,
-            use_neighbours=False, global_queue=True,
+            use_neighbours=False, global_queue=True, batch_negatives=False, **flags,
         )
-    bank = MemoryBank(landmarks.tolist(), size=config.queue_size, dim=config.dim, seed=config.seed)
-    return DrasCLR(encoder, head, bank, config.temperature, config.momentum, distributed)
+    bank = MemoryBank(landmarks.tolist(), size=size, dim=config.dim, seed=config.seed)
+    return DrasCLR(encoder, head, bank, config.temperature, config.momentum, distributed,
+                   batch_negatives=config.batch_negatives, **flags)
+
+
+@torch.no_grad()
+def prefill_queues(
+    model: DrasCLR,
+    store: PatchStore,
+    sampler: LandmarkBatchSampler,
+    locations: Tensor,
+    gen: torch.Generator,
+    aug_params: AugmentParams,
+    batch_size: int,
+) -> int:
+    """Fill every queue of ``model`` with real keys of one key-encoder pass (fresh starts only).
+
+    A global queue (plain MoCo) gets K keys of random (subject, landmark) patches of this
+    worker's landmarks; a per-landmark queue gets up to K keys of random subjects at its
+    landmark. Keys are augmented like training keys and carry their subject ids.
+
+    Returns:
+        Number of keys written.
+    """
+    device = locations.device
+    rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,))))
+    bank = model.memory_bank
+    rows = [bank.landmarks[0]] if model.global_queue else list(bank.landmarks)
+    written = 0
+    for row in rows:
+        if model.global_queue:  # K distinct random (landmark, subject) pairs of this shard
+            lms = rng.choice(sampler.landmarks, size=2 * bank.size)
+            subj = _random_subjects(sampler, lms, rng)
+            pairs = np.unique(np.stack([lms, subj], axis=1), axis=0)
+            pairs = pairs[rng.permutation(len(pairs))[: bank.size]]
+        else:
+            pool = rng.permutation(sampler.eligible_subjects(int(row)))[: bank.size]
+            pairs = np.stack([np.full(len(pool), int(row)), pool], axis=1)
+        for j in np.unique(pairs[:, 0]):  # one store read per landmark
+            subj = np.sort(pairs[pairs[:, 0] == j, 1])
+            for lo in range(0, len(subj), batch_size):
+                s_b = subj[lo:lo + batch_size]
+                hu = torch.from_numpy(store.read_landmark_batch(int(j), s_b))
+                x = augment(hu_to_input(hu.to(device)).unsqueeze(1), gen, aug_params)
+                keys = model.embed_keys(x, locations[int(j)])
+                model.memory_bank.enqueue(row, keys, torch.as_tensor(s_b))
+                written += len(s_b)
+    return written
+
+
+def _random_subjects(
+    sampler: LandmarkBatchSampler, landmarks: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """One random eligible subject per entry of ``landmarks`` (vectorised per unique landmark)."""
+    out = np.empty(len(landmarks), dtype=np.int64)
+    for j in np.unique(landmarks):
+        where = np.flatnonzero(landmarks == j)
+        out[where] = rng.choice(sampler.eligible_subjects(int(j)), size=len(where))
+    return out
 
 
 def learning_rate(config: PretrainConfig, step: int, total_steps: int) -> float:
@@ -320,14 +382,15 @@ def train_worker(
     n_total = total_steps(config, sampler.steps_per_epoch)
     locations = torch.as_tensor(store.landmarks_norm, dtype=torch.float32, device=device)
 
-    model = build_model(config, sampler.landmarks, ctx.distributed).to(device)
+    model = build_model(config, sampler.landmarks, ctx.distributed,
+                        num_subjects=store.num_subjects).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(
         params, lr=config.lr, momentum=config.sgd_momentum, weight_decay=config.weight_decay
     )
     gen = torch.Generator(device=device).manual_seed(config.seed * 7919 + ctx.rank + 1)
     torch.manual_seed(config.seed * 104729 + ctx.rank)
-    aug_params = AugmentParams() if config.augment else NO_AUGMENTATION
+    aug_params = config.augment_params
 
     start = 0
     if ctx.restore_from is not None:
@@ -358,11 +421,25 @@ def train_worker(
 
         train_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 
+    prefilled = 0
+    if ctx.restore_from is None and config.prefill_queue and config.model == "moco":
+        model.train()
+        prefilled = prefill_queues(model, store, sampler, locations, gen, aug_params,
+                                   config.batch_size)
+    probe = None
+    if config.probe_every and ctx.rank == 0:
+        from drasclr.train.probe import TrainingProbe
+
+        probe = TrainingProbe.load(config.probe_file, store, locations)
+
     log = MetricsLog(out, ctx.rank == 0)
     log.write({
         "event": "start", "step": start, "total_steps": n_total, "world_size": ctx.world_size,
         "restored_from": str(ctx.restore_from) if ctx.restore_from else None, "time": time.time(),
+        "queue_size": model.memory_bank.size, "prefilled_keys": prefilled,
     })
+    if probe is not None and start == 0:
+        log.write({"event": "probe", "step": 0, **probe.run(model), "time": time.time()})
     bar = None
     if ctx.rank == 0 and ctx.progress:
         from tqdm.auto import tqdm
@@ -395,27 +472,36 @@ def train_worker(
             beta = neighbour_weight_at(spec.epoch, config.neighbour_weight, config.warmup_epochs)
             loc = locations[spec.landmark]
             nlocs = locations[torch.as_tensor(spec.neighbours, device=device)] if k else None
+            subjects = torch.as_tensor(spec.store_indices, device=device)
             out_step = train_model(
-                query, key, ngb, loc, nlocs, landmark=spec.landmark, neighbour_weight=beta
+                query, key, ngb, loc, nlocs, landmark=spec.landmark, neighbour_weight=beta,
+                subjects=subjects,
             )
-            finite = torch.isfinite(out_step["loss"].detach()).to(torch.float32)
-            if ctx.distributed:
-                dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-            if finite.item() < 1.0:
-                views = {"query": query, "key": key, "neighbours": ngb}
-                diag = _diagnostic(model, batch, views, out_step, step, lr, ctx.rank,
-                                   last_grad_norm)
-                if out is not None and ctx.rank == 0:
-                    from drasclr.fsutil import atomic_write_text
-
-                    atomic_write_text(out / NAN_DIAGNOSTIC_FILE, json.dumps(diag, indent=1))
-                raise NonFiniteLossError(diag)
             optimizer.zero_grad(set_to_none=True)
             out_step["loss"].backward()
-            grads = [p.grad.detach() for p in params if p.grad is not None]
-            last_grad_norm = float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
+            # host synchronisations (finite check, gradient norm, metric read-back) happen only
+            # on logging / checkpoint steps; a non-finite loss is caught there before any save
+            sync = (step + 1) % config.log_every == 0 or step + 1 == stop or (
+                (step + 1) % config.checkpoint_every == 0 or step + 1 == n_total)
+            if sync:
+                finite = torch.isfinite(out_step["loss"].detach()).to(torch.float32)
+                finite = torch.minimum(finite, window.finite(device))
+                if ctx.distributed:
+                    dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+                if finite.item() < 1.0:
+                    views = {"query": query, "key": key, "neighbours": ngb}
+                    diag = _diagnostic(model, batch, views, out_step, step, lr, ctx.rank,
+                                       last_grad_norm)
+                    if out is not None and ctx.rank == 0:
+                        from drasclr.fsutil import atomic_write_text
+
+                        atomic_write_text(out / NAN_DIAGNOSTIC_FILE, json.dumps(diag, indent=1))
+                    raise NonFiniteLossError(diag)
+                grads = [p.grad.detach() for p in params if p.grad is not None]
+                last_grad_norm = float(
+                    torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
             optimizer.step()
-            model.enqueue(spec.landmark, out_step["keys"])
+            model.enqueue(spec.landmark, out_step["keys"], subjects)
             step += 1
             window.add(out_step, config.batch_size, time.perf_counter() - t0,
                        loader.wait_seconds - wait0)
@@ -425,11 +511,24 @@ def train_worker(
             if step % config.log_every == 0 or step == stop:
                 last = window.summary(ctx.distributed, ctx.world_size, device)
                 last.update(step=step, epoch=spec.epoch, lr=lr, neighbour_weight=beta,
-                            grad_norm=last_grad_norm)
+                            grad_norm=last_grad_norm,
+                            queue_filled=model.memory_bank.filled_fraction(),
+                            collapse_warning=bool(last["between_subject_cosine"]
+                                                  > config.collapse_cosine))
                 if bar is not None:
                     bar.set_postfix(loss=f"{last['loss']:.3f}", top1=f"{last['top1']:.2f}")
                 log.write({"event": "train", **last, "time": time.time()})
+                if last["collapse_warning"] and ctx.rank == 0:
+                    import warnings
+
+                    warnings.warn(
+                        f"pretraining step {step}: between-subject cosine of the embeddings is "
+                        f"{last['between_subject_cosine']:.3f} (> {config.collapse_cosine}); the "
+                        "projection may be collapsing", RuntimeWarning, stacklevel=1)
                 window = _Window()
+            if probe is not None and (step % config.probe_every == 0 or step == stop):
+                log.write({"event": "probe", "step": step, **probe.run(model),
+                           "time": time.time()})
             if step % config.checkpoint_every == 0 or step == n_total:
                 _checkpoint(model, optimizer, loader, gen, device, ctx, step, n_total, last)
             if ctx.fault and ctx.rank == int(ctx.fault["rank"]) and step == int(ctx.fault["step"]):
@@ -492,42 +591,64 @@ def _checkpoint(
 
 
 class _Window:
-    """Running sums of one logging window."""
+    """Running sums of one logging window, kept on the training device (no per-step sync)."""
+
+    #: per-step values summed: loss, local, neighbour, top1, negatives, between-subject cosine
+    N_VALUES = 6
 
     def __init__(self) -> None:
         self.n = 0
-        self.sums = torch.zeros(4, dtype=torch.float64)
+        self.sums: Tensor | None = None
+        self.nonfinite: Tensor | None = None
         self.samples = 0
         self.seconds = 0.0
         self.wait = 0.0
 
     def add(self, out: dict[str, Tensor], batch_size: int, seconds: float, wait: float) -> None:
+        q = out["q"]
+        b = q.shape[0]
+        gram = q @ q.t()
+        between = (gram.sum() - gram.diagonal().sum()) / max(b * (b - 1), 1)
         vals = torch.stack([out["loss"].detach(), out["local_loss"], out["neighbour_loss"],
-                            out["top1"]]).double().cpu()
-        self.sums += vals
+                            out["top1"], out["negatives"].to(q.dtype), between]).double()
+        bad = (~torch.isfinite(out["loss"].detach())).double()
+        self.sums = vals if self.sums is None else self.sums + vals
+        self.nonfinite = bad if self.nonfinite is None else self.nonfinite + bad
         self.n += 1
         self.samples += batch_size
         self.seconds += seconds
         self.wait += wait
 
+    def finite(self, device: torch.device) -> Tensor:
+        """1.0 when every loss of the window so far was finite, else 0.0 (a device scalar)."""
+        if self.nonfinite is None:
+            return torch.ones((), dtype=torch.float32, device=device)
+        return (self.nonfinite == 0).to(torch.float32)
+
     def summary(
         self, distributed: bool, world_size: int, device: torch.device
     ) -> dict[str, Any]:
-        # [4 means, samples, seconds, wait]; seconds is the max over ranks (the slowest sets pace)
-        t = torch.cat([self.sums / max(self.n, 1),
+        # [6 means, samples, seconds, wait]; seconds is the max over ranks (the slowest sets pace)
+        sums = (self.sums.cpu() if self.sums is not None
+                else torch.zeros(self.N_VALUES, dtype=torch.float64))
+        t = torch.cat([sums / max(self.n, 1),
                        torch.tensor([self.samples, self.seconds, self.wait], dtype=torch.float64)])
+        k = self.N_VALUES
         if distributed:  # NCCL reduces device tensors only
-            means = t[:5].clone().to(device)
+            means = t[: k + 1].clone().to(device)
             dist.all_reduce(means)
-            times = t[5:].clone().to(device)
+            times = t[k + 1:].clone().to(device)
             dist.all_reduce(times, op=dist.ReduceOp.MAX)
-            t = torch.cat([means[:4] / world_size, means[4:5], times]).cpu()
-        loss, local, ngb, top1, samples, seconds, wait = t.tolist()
+            t = torch.cat([means[:k] / world_size, means[k:k + 1], times]).cpu()
+        loss, local, ngb, top1, negs, between, samples, seconds, wait = t.tolist()
         return {
             "loss": loss,
             "local_loss": local,
             "neighbour_loss": ngb,
             "top1": top1,
+            "negatives": negs,
+            "top1_chance": 1.0 / (1.0 + negs) if negs >= 0 else float("nan"),
+            "between_subject_cosine": between,
             "samples_per_s": samples / seconds if seconds > 0 else 0.0,
             "data_wait_fraction": wait / seconds if seconds > 0 else 0.0,
             "window_steps": self.n,

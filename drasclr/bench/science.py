@@ -1,0 +1,467 @@
+"""``drasclr bench science``: does pretraining put disease information into the encoder?
+
+One command, one run folder, every stage resumable::
+
+    <out>/cohort/   synthetic cohort (preset, n, seed)      <out>/atlas/, <out>/store/
+    <out>/patch_truth.parquet, <out>/subjects.parquet        truth cut like the stored patches,
+                                                             image LAA-950 from our own lung mask
+    <out>/models/<method>_s<seed>/   pretraining (equal wall-clock budget per run)
+    <out>/features/<method>_s<seed>/ patch + image features
+    <out>/metrics/<method>_s<seed>.json   the metrics of one feature set
+    <out>/science.json, <out>/science.md  the table: mean and s.d. over seeds x CV repeats
+
+Methods: DrasCLR, DrasCLR without the neighbour loss, plain MoCo (each pretrained with the same
+budget and >= 2 seeds), the random (untrained) encoder (same seeds), and the density baselines
+LAA-950 (patch) and LAA-950 (image). Each run's step count is set from a short calibration of
+its own step time, so every method gets the same minutes, not the same steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from drasclr.config import StageConfig, check
+from drasclr.fsutil import atomic_write_text
+
+#: Method -> pretraining overrides (None: the untrained encoder of the same seed).
+SCIENCE_METHODS: dict[str, dict[str, Any] | None] = {
+    "DrasCLR": {"model": "drasclr", "neighbours": 2},
+    "DrasCLR (no neighbour loss)": {"model": "drasclr", "neighbours": 0},
+    "plain MoCo": {"model": "moco", "conditioning": "none", "neighbours": 0},
+    "random encoder": None,
+}
+#: Metrics that science.json always carries (NaN where a metric does not apply).
+SCIENCE_METRICS: tuple[str, ...] = (
+    "patch_lesion_r2", "log_fev1pp_r2", "log_fev1_fvc_r2", "gold_acc", "cle_acc",
+    "exacerbation_acc", "healthy_detected_fraction", "detected_true_spearman", "dense_dice",
+)
+BASELINES: tuple[str, ...] = ("LAA-950 (patch)", "LAA-950 (image)")
+
+
+@dataclass(frozen=True)
+class ScienceConfig(StageConfig):
+    """Settings of one science benchmark (saved as ``science_config.yaml``).
+
+    Attributes:
+        preset: synthetic cohort preset.
+        n_subjects: cohort size.
+        seed: cohort seed.
+        seeds: pretraining (and random-encoder) seeds.
+        budget_minutes: wall-clock pretraining budget per method and seed.
+        batch_size: subjects per pretraining batch.
+        lr: base learning rate.
+        momentum: key-encoder momentum.
+        queue_size: K (capped by the cohort for per-landmark queues).
+        threads: torch threads for pretraining and extraction.
+        bn_stats: BatchNorm statistics at feature extraction (``running`` or ``landmark``).
+        probe_repeats: CV repeats of the patch probe.
+        image_repeats: CV repeats of the image readouts.
+        dense_subjects: subjects with dense maps (for ``dense_dice``), first pretraining seed only.
+        dense_stride: voxel stride of the dense maps.
+        probe_every: pretraining steps between training-time probes (0: none).
+    """
+
+    stage: ClassVar[str] = "science"
+
+    preset: str = "bench"
+    n_subjects: int = 200
+    seed: int = 0
+    seeds: tuple[int, ...] = (0, 1)
+    budget_minutes: float = 3.0
+    batch_size: int = 32
+    lr: float = 0.03
+    momentum: float = 0.99
+    queue_size: int = 4096
+    threads: int = 2
+    bn_stats: str = "running"
+    probe_repeats: int = 2
+    image_repeats: int = 5
+    dense_subjects: int = 2
+    dense_stride: int = 12
+    probe_every: int = 50
+
+    def validate(self) -> None:
+        """Check ranges."""
+        s = self.stage
+        check(self.n_subjects >= 20, s, "n_subjects", "needs at least 20 subjects")
+        check(len(self.seeds) >= 1, s, "seeds", "at least one seed")
+        check(self.budget_minutes > 0, s, "budget_minutes", "must be > 0")
+        check(self.bn_stats in ("running", "landmark"), s, "bn_stats", "running or landmark")
+        check(self.dense_subjects >= 0, s, "dense_subjects", "must be >= 0")
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_").replace("__", "_")
+
+
+class _Clock:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.seconds: dict[str, float] = (json.loads(path.read_text()) if path.exists() else {})
+
+    def run(self, name: str, fn: Any) -> Any:
+        print(f"[science] {name} ...", flush=True)
+        t0 = time.perf_counter()
+        out = fn()
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - t0, 1)
+        atomic_write_text(self.path, json.dumps(self.seconds, indent=1))
+        print(f"[science] {name}: {time.perf_counter() - t0:.1f} s", flush=True)
+        return out
+
+
+# ------------------------------------------------------------------------------------- stages
+def prepare(out: Path, cfg: ScienceConfig, progress: bool) -> tuple[Path, Path]:
+    """Cohort, atlas and store (each skipped when done). Returns ``(cohort, store)``."""
+    from drasclr.atlas import save_atlas
+    from drasclr.pipeline import pick_atlas_subject
+    from drasclr.preprocess import PreprocessConfig, atlas_from_ct
+    from drasclr.preprocess_run import run_preprocess
+    from drasclr.synth.cohort import generate_cohort
+    from drasclr.synth.config import preset_config
+    from drasclr.tables import read_frame
+
+    cohort, atlas_dir, store = out / "cohort", out / "atlas", out / "store"
+    generate_cohort(preset_config(cfg.preset, n_subjects=cfg.n_subjects, seed=cfg.seed), cohort,
+                    progress=progress)
+    if not (atlas_dir / "atlas.json").exists():
+        labels = read_frame(cohort / "labels.parquet", "labels")
+        sid = pick_atlas_subject(labels)
+        save_atlas(atlas_from_ct(cohort / "images" / f"{sid}.nii.gz", PreprocessConfig()),
+                   atlas_dir)
+    run_preprocess(cohort, atlas_dir, store, PreprocessConfig(), progress=progress)
+    return cohort, store
+
+
+def subject_table(cohort: Path, store_path: Path, progress: bool) -> pd.DataFrame:
+    """Per subject: image LAA-950 inside the pipeline's own (segmented) lung mask."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    from drasclr.evaluate.boxes import read_scan
+    from drasclr.store import PatchStore
+
+    store = PatchStore(store_path)
+    man = store.manifest.set_index("subject_id")
+
+    def one(sid: str) -> dict[str, Any]:
+        _, laa = read_scan(man.loc[sid, "input_path"], sid, None)
+        return {"subject_id": sid, "laa950_image": laa}
+
+    with ThreadPoolExecutor(2) as pool:
+        rows = list(tqdm(pool.map(one, store.subject_ids), total=store.num_subjects,
+                         desc="image LAA-950", disable=not progress))
+    return pd.DataFrame(rows)
+
+
+def calibrated_steps(config: Any, store: Path, budget_s: float, scratch: Path) -> tuple[int, float]:
+    """Steps that fit ``budget_s`` for this config: time 8 steps, drop the first 3 (warm-up)."""
+    from drasclr.train.loop import read_metrics
+    from drasclr.train.run import train_single_process
+
+    probe_cfg = config.replace(steps=8, log_every=1, probe_every=0, checkpoint_every=10**6,
+                               prefill_queue=False)
+    shutil.rmtree(scratch, ignore_errors=True)
+    train_single_process(probe_cfg, store, scratch, overwrite=True)
+    times = [m["time"] for m in read_metrics(scratch) if m.get("event") == "train"]
+    shutil.rmtree(scratch, ignore_errors=True)
+    step_s = float(np.median(np.diff(times[2:]))) if len(times) >= 5 else budget_s
+    return max(10, int(budget_s / max(step_s, 1e-3))), step_s
+
+
+def pretrain_method(
+    out: Path, cfg: ScienceConfig, name: str, seed: int, store: Path, probe_file: Path
+) -> Path:
+    """Pretrain (or export untrained) one method with one seed; returns the export folder."""
+    from drasclr.train.config import PretrainConfig
+    from drasclr.train.export import EXPORT_DIR, export_initial_encoder
+    from drasclr.train.run import train_single_process
+
+    run = out / "models" / f"{_slug(name)}_s{seed}"
+    if (run / EXPORT_DIR / "encoder_config.json").exists():
+        return run / EXPORT_DIR
+    over = SCIENCE_METHODS[name]
+    base = PretrainConfig(
+        batch_size=cfg.batch_size, lr=cfg.lr, momentum=cfg.momentum, queue_size=cfg.queue_size,
+        lr_warmup_steps=20, log_every=10, checkpoint_every=10**6, seed=seed,
+        threads_per_worker=cfg.threads, probe_every=cfg.probe_every,
+        probe_file=str(probe_file) if cfg.probe_every else "", run_name=_slug(name),
+        **(over or {}))
+    if over is None:
+        return export_initial_encoder(base, store, run)
+    steps, step_s = calibrated_steps(base, store, cfg.budget_minutes * 60, out / "scratch")
+    print(f"[science] {name} seed {seed}: {step_s:.2f} s/step -> {steps} steps", flush=True)
+    train_single_process(base.replace(steps=steps), store, run, overwrite=True)
+    return run / EXPORT_DIR
+
+
+def extract(out: Path, cfg: ScienceConfig, name: str, seed: int, encoder: Path, store: Path) -> Path:
+    """Patch features of every stored subject (skipped when done)."""
+    from drasclr.features import FeaturesConfig, extract_features
+
+    folder = out / "features" / f"{_slug(name)}_s{seed}"
+    extract_features(encoder, store, folder,
+                     FeaturesConfig(bn_stats=cfg.bn_stats, batch_size=128))  # type: ignore[arg-type]
+    return folder
+
+
+# ------------------------------------------------------------------------------------ metrics
+def _metrics_of_features(
+    patch: np.ndarray, subject_ids: list[str], truth: pd.DataFrame, labels: pd.DataFrame,
+    store: Any, cfg: ScienceConfig, seed: int,
+) -> tuple[dict[str, list[float]], np.ndarray]:
+    from drasclr.evaluate.patch_probe import features_for_truth
+    from drasclr.evaluate.science import (
+        detection_metrics,
+        image_metrics,
+        patch_metrics,
+        standardized_mean,
+        survival_metric,
+    )
+
+    rows = features_for_truth(patch, subject_ids, truth)
+    metrics, oof = patch_metrics(rows, truth, cfg.probe_repeats, seed)
+    lab = labels.set_index("subject_id").loc[subject_ids].reset_index()
+    metrics.update(image_metrics(patch, None, lab, cfg.image_repeats, seed))
+    metrics.update(survival_metric(standardized_mean(patch), lab, seed))
+    true = labels.set_index("subject_id")["true_emphysema_fraction"].to_dict()
+    det = detection_metrics(oof, truth, store.lung_fraction, true)
+    metrics.update({k: [v] for k, v in det.items()})
+    return metrics, oof
+
+
+def score_method(
+    out: Path, cfg: ScienceConfig, name: str, seed: int, features: Path, truth: pd.DataFrame,
+    labels: pd.DataFrame, store: Any, cohort: Path,
+) -> dict[str, list[float]]:
+    """Metrics of one feature folder (cached in ``metrics/<method>_s<seed>.json``)."""
+    from drasclr.features import read_patch_features
+
+    path = out / "metrics" / f"{_slug(name)}_s{seed}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    pf = read_patch_features(features)
+    metrics, _ = _metrics_of_features(pf.features.astype(np.float64), list(pf.subject_ids),
+                                      truth, labels, store, cfg, seed)
+    if seed == cfg.seeds[0] and cfg.dense_subjects:
+        metrics["dense_dice"] = [dense_dice(features.parent.parent, cfg, name, seed, pf, truth,
+                                            labels, store, cohort)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(metrics))
+    return metrics
+
+
+def dense_subject_ids(labels: pd.DataFrame, k: int) -> list[str]:
+    """The ``k`` subjects with the most true emphysema (Dice needs lesions to overlap)."""
+    lab = labels.sort_values(["true_emphysema_fraction", "subject_id"], ascending=[False, True])
+    return lab["subject_id"].astype(str).head(k).tolist()
+
+
+def dense_dice(
+    out: Path, cfg: ScienceConfig, name: str, seed: int, pf: Any, truth: pd.DataFrame,
+    labels: pd.DataFrame, store: Any, cohort: Path,
+) -> float:
+    """Mean Dice of dense emphysema maps vs voxel truth on the dense subjects.
+
+    The map: a ridge probe (patch features -> emphysema fraction) fitted on the *other* subjects'
+    patches, applied at every stride-th lung voxel (trilinear in between); a voxel is flagged
+    where the predicted fraction is at least ``DETECT_FRACTION``.
+    """
+    import torch
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from drasclr.evaluate.boxes import read_scan
+    from drasclr.evaluate.detection import EMPHYSEMA_CODES, dice
+    from drasclr.evaluate.patch_probe import features_for_truth
+    from drasclr.evaluate.science import DETECT_FRACTION
+    from drasclr.features import dense_features, store_bounds
+    from drasclr.probing import ALPHAS
+    from drasclr.train.export import load_encoder
+
+    dense_ids = dense_subject_ids(labels, cfg.dense_subjects)
+    rows = features_for_truth(pf.features.astype(np.float64), list(pf.subject_ids), truth)
+    ok = truth["valid"].to_numpy(bool) & np.isfinite(rows).all(axis=1)
+    train = ok & ~truth["subject_id"].isin(dense_ids).to_numpy()
+    probe = make_pipeline(StandardScaler(), RidgeCV(alphas=ALPHAS))
+    probe.fit(rows[train], truth["emphysema"].to_numpy(np.float64)[train])
+    sc, rg = probe.named_steps["standardscaler"], probe.named_steps["ridgecv"]
+    w = rg.coef_ / sc.scale_
+    head = torch.nn.Linear(rows.shape[1], 1)
+    with torch.no_grad():
+        head.weight.copy_(torch.as_tensor(w[None], dtype=torch.float32))
+        head.bias.copy_(torch.as_tensor([rg.intercept_ - float(w @ sc.mean_)], dtype=torch.float32))
+    enc_dir = out / "models" / f"{_slug(name)}_s{seed}"
+    encoder, _ = load_encoder(enc_dir)
+    man = store.manifest.set_index("subject_id")
+    bounds = store_bounds(store)
+    scores = []
+    for sid in dense_ids:
+        scan, _ = read_scan(man.loc[sid, "input_path"], sid, cohort, with_lesions=True)
+        d = dense_features(encoder, scan.hu, scan.geometry, man.loc[sid, "inverse_transform"],
+                           bounds, mask=scan.lungs, stride=cfg.dense_stride, head=head,
+                           device="cpu")
+        pred = d.to_volume(fill=0.0)[0] >= DETECT_FRACTION
+        truth_mask = np.isin(scan.lesions, EMPHYSEMA_CODES) & scan.lungs
+        scores.append(dice(pred & scan.lungs, truth_mask))
+    return float(np.mean(scores))
+
+
+def baseline_metrics(
+    truth: pd.DataFrame, labels: pd.DataFrame, subjects: pd.DataFrame, store: Any,
+    cfg: ScienceConfig,
+) -> dict[str, dict[str, list[float]]]:
+    """LAA-950 (patch) through the same probes and readouts; LAA-950 (image) as one feature."""
+    from drasclr.evaluate.patch_probe import density_scores
+    from drasclr.evaluate.science import image_metrics, survival_metric
+
+    S, L = store.num_subjects, store.num_landmarks
+    laa = density_scores(store, truth)["LAA-950 (patch)"]
+    grid = np.full((S, L, 1), np.nan)
+    pos = {s: k for k, s in enumerate(store.subject_ids)}
+    grid[truth["subject_id"].map(pos).to_numpy(), truth["landmark"].to_numpy(), 0] = laa
+    grid[~np.broadcast_to(truth.pivot(index="subject_id", columns="landmark", values="valid")
+                          .reindex(store.subject_ids).to_numpy(bool)[..., None], grid.shape)] = np.nan
+    patch, _ = _metrics_of_features(grid, store.subject_ids, truth, labels, store, cfg, 0)
+    lab = labels.set_index("subject_id").loc[store.subject_ids].reset_index()
+    img = subjects.set_index("subject_id").loc[store.subject_ids, ["laa950_image"]].to_numpy()
+    image = image_metrics(None, img, lab, cfg.image_repeats, 0)
+    image.update(survival_metric(img, lab, 0))
+    true = labels.set_index("subject_id").loc[store.subject_ids, "true_emphysema_fraction"]
+    from scipy.stats import spearmanr
+
+    healthy = img[:, 0][true.to_numpy() < 0.001]
+    image["detected_true_spearman"] = [float(spearmanr(img[:, 0], true.to_numpy()).statistic)]
+    image["healthy_detected_fraction"] = [float(healthy.mean()) if len(healthy) else math.nan]
+    return {"LAA-950 (patch)": patch, "LAA-950 (image)": image}
+
+
+# ------------------------------------------------------------------------------------- table
+def summarise(results: dict[str, list[dict[str, list[float]]]]) -> list[dict[str, Any]]:
+    """Rows ``{"method", "metric", "mean", "sd", "n"}``: values pooled over seeds x repeats."""
+    rows = []
+    for method, runs in results.items():
+        names = list(dict.fromkeys([*SCIENCE_METRICS, *(k for r in runs for k in r)]))
+        for metric in names:
+            vals = np.asarray([v for r in runs for v in r.get(metric, [])], dtype=np.float64)
+            vals = vals[np.isfinite(vals)]
+            rows.append({"method": method, "metric": metric,
+                         "mean": float(vals.mean()) if vals.size else math.nan,
+                         "sd": float(vals.std(ddof=1)) if vals.size > 1 else
+                         (0.0 if vals.size else math.nan),
+                         "n": int(vals.size)})
+    return rows
+
+
+def markdown_table(rows: list[dict[str, Any]], metrics: tuple[str, ...] = SCIENCE_METRICS) -> str:
+    """Methods x metrics as ``mean ± sd``."""
+    frame = pd.DataFrame(rows)
+    methods = list(dict.fromkeys(frame["method"]))
+    head = "| method | " + " | ".join(metrics) + " |\n|---|" + "---|" * len(metrics) + "\n"
+    lines = []
+    for m in methods:
+        cells = []
+        for k in metrics:
+            r = frame[(frame["method"] == m) & (frame["metric"] == k)]
+            if r.empty or not np.isfinite(r["mean"].iloc[0]):
+                cells.append("n/a")
+            else:
+                cells.append(f"{r['mean'].iloc[0]:.3f} ± {r['sd'].iloc[0]:.3f}")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return head + "\n".join(lines) + "\n"
+
+
+def run_science(out_dir: str | Path, cfg: ScienceConfig, progress: bool = True) -> dict[str, Any]:
+    """The whole benchmark (resumable); writes and returns ``science.json``'s content."""
+    from drasclr.evaluate.patch_probe import read_patch_truth, write_probe_file
+    from drasclr.raytools import ray_session
+    from drasclr.store import PatchStore
+    from drasclr.tables import read_frame
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_file = out / "science_config.yaml"
+    if cfg_file.exists() and ScienceConfig.load(cfg_file) != cfg:
+        from drasclr.config import ConfigError
+
+        raise ConfigError(f"{out}: holds a science run with other settings ({cfg_file}); use "
+                          "another folder or the same settings to resume")
+    cfg.save(cfg_file)
+    clock = _Clock(out / "timings.json")
+    t0 = time.perf_counter()
+    with ray_session(num_cpus=cfg.threads):
+        cohort, store_path = clock.run("synth + atlas + preprocess",
+                                       lambda: prepare(out, cfg, progress))
+    store = PatchStore(store_path)
+    labels = read_frame(cohort / "labels.parquet", "labels")
+    labels = labels[labels["subject_id"].isin(store.subject_ids)]
+    truth_file, subj_file = out / "patch_truth.parquet", out / "subjects.parquet"
+    if not truth_file.exists():
+        truth = clock.run("patch truth", lambda: read_patch_truth(cohort, store, progress=progress))
+        truth.to_parquet(truth_file)
+    truth = pd.read_parquet(truth_file)
+    if not subj_file.exists():
+        clock.run("image LAA-950", lambda: subject_table(cohort, store_path, progress)
+                  ).to_parquet(subj_file)
+    subjects = pd.read_parquet(subj_file)
+    probe_file = write_probe_file(truth, out / "probe_train.npz", seed=cfg.seed)
+    results: dict[str, list[dict[str, list[float]]]] = {}
+    for name in SCIENCE_METHODS:
+        for seed in cfg.seeds:
+            enc = clock.run(f"pretrain {name} s{seed}", lambda n=name, s=seed: pretrain_method(
+                out, cfg, n, s, store_path, probe_file))
+            feats = clock.run(f"extract {name} s{seed}",
+                              lambda n=name, s=seed, e=enc: extract(out, cfg, n, s, e, store_path))
+            results.setdefault(name, []).append(clock.run(
+                f"score {name} s{seed}", lambda n=name, s=seed, f=feats: score_method(
+                    out, cfg, n, s, f, truth, labels, store, cohort)))
+    base = clock.run("baselines", lambda: baseline_metrics(truth, labels, subjects, store, cfg))
+    for name, m in base.items():
+        results[name] = [m]
+    rows = summarise(results)
+    doc = {"rows": rows, "config": cfg.to_dict() if hasattr(cfg, "to_dict") else None,
+           "minutes": round((time.perf_counter() - t0) / 60, 1), "timings": clock.seconds,
+           "n_subjects": store.num_subjects, "n_landmarks": store.num_landmarks}
+    atomic_write_text(out / "science.json", json.dumps(doc, indent=1, default=float))
+    atomic_write_text(out / "science.md", markdown_table(rows))
+    return doc
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    cfg = ScienceConfig(preset=args.preset, n_subjects=args.n, seed=args.seed,
+                        budget_minutes=args.budget_minutes, batch_size=args.batch_size,
+                        seeds=tuple(range(args.pretrain_seeds)), bn_stats=args.bn_stats)
+    doc = run_science(args.out, cfg, progress=not args.quiet)
+    print(markdown_table(doc["rows"]))
+    print(f"science.json: {Path(args.out) / 'science.json'} ({doc['minutes']} min)")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add ``bench science``."""
+    p = sub.add_parser("science", help="synth -> preprocess -> pretrain DrasCLR and baselines "
+                                       "(equal wall-clock budgets, several seeds) -> patch probe, "
+                                       "image readouts, survival, detection; science.json")
+    p.add_argument("--out", type=Path, default=Path("runs/science"), help="run folder")
+    p.add_argument("--preset", default="bench", help="synthetic cohort preset")
+    p.add_argument("--n", type=int, default=200, help="subjects")
+    p.add_argument("--seed", type=int, default=0, help="cohort seed")
+    p.add_argument("--budget-minutes", type=float, default=3.0,
+                   help="pretraining wall-clock minutes per method and seed")
+    p.add_argument("--pretrain-seeds", type=int, default=2, help="pretraining seeds per method")
+    p.add_argument("--batch-size", type=int, default=32, help="subjects per pretraining batch")
+    p.add_argument("--bn-stats", choices=("running", "landmark"), default="running",
+                   help="BatchNorm statistics at feature extraction")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=_cmd)

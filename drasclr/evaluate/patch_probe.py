@@ -1,0 +1,200 @@
+"""The patch probe: how much of each patch's true lesion burden its frozen features carry.
+
+For every stored landmark patch of a synthetic cohort, the true lesion fraction is cut from the
+cohort's voxel truth exactly like the stored CT patch (the truth is resampled to the store's grid
+with nearest neighbour and cut at the same centres, :func:`drasclr.patches.cut_patches`). A
+standardised ridge probe with subject-grouped, repeated CV (:func:`drasclr.probing.ridge_probe`)
+then predicts the fraction from each encoder's patch features and from the patch's LAA-950 and
+LAA-910 scores. With S x L patches this has far more power than the image readouts' S subjects.
+
+Targets (fractions of the patch's P^3 voxels): ``cle`` (code 1), ``pse`` (code 2) and
+``emphysema`` (codes 1-3: CLE, PSE, panlobular).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from drasclr.fsutil import atomic_write_bytes
+from drasclr.io import Geometry, Volume, read_mask, resample_isotropic
+from drasclr.patches import cut_patches
+from drasclr.probing import LESION_AUC_THRESHOLD, ridge_probe
+from drasclr.store import PatchStore
+
+#: Target name -> lesion codes of the generator's truth (1 CLE, 2 PSE, 3 PLE).
+LESION_TARGETS: dict[str, tuple[int, ...]] = {"cle": (1,), "pse": (2,), "emphysema": (1, 2, 3)}
+#: Columns of the patch-truth table.
+TRUTH_COLUMNS: tuple[str, ...] = ("subject_id", "store_index", "landmark", "valid", *LESION_TARGETS)
+#: HU thresholds of the density baselines.
+DENSITY_BASELINES: dict[str, float] = {"LAA-950 (patch)": -950.0, "LAA-910 (patch)": -910.0}
+
+
+def patch_lesion_fractions(
+    lesions_zyx: npt.NDArray[Any], geom: Geometry, centres_mm: npt.ArrayLike, patch: int
+) -> npt.NDArray[np.float32]:
+    """(L, len(LESION_TARGETS)) share of each patch's voxels in each lesion target.
+
+    Args:
+        lesions_zyx: lesion codes on the store's grid (1 mm), indexed ``[z, y, x]``.
+        geom: its geometry.
+        centres_mm: (L, 3) patch centres (subject LPS mm), as stored.
+        patch: patch edge P.
+    """
+    codes = np.asarray(lesions_zyx).astype(np.uint8, copy=False)
+    blocks, _ = cut_patches(codes, geom, centres_mm, patch=patch, fill=0)
+    flat = blocks.reshape(blocks.shape[0], -1)
+    return np.stack(
+        [np.isin(flat, c).mean(axis=1) for c in LESION_TARGETS.values()], axis=1
+    ).astype(np.float32)
+
+
+def lesions_on_store_grid(lesions_path: Path, spacing_mm: float) -> tuple[npt.NDArray[Any], Geometry]:
+    """The truth lesion codes resampled (nearest neighbour) to the store's isotropic grid."""
+    les = read_mask(lesions_path)
+    iso = resample_isotropic(Volume(les.array.astype(np.uint8), les.geometry), spacing_mm,
+                             order=0, fill=0)
+    return iso.array, iso.geometry
+
+
+def read_patch_truth(
+    cohort_dir: str | Path,
+    store: PatchStore,
+    subject_ids: Sequence[str] | None = None,
+    spacing_mm: float = 1.0,
+    threads: int = 2,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Patch truth of a synthetic cohort's subjects: one row per (subject, landmark).
+
+    Args:
+        cohort_dir: cohort folder with ``truth/<id>_lesions.nii.gz``.
+        store: the patch store the features were extracted from.
+        subject_ids: subjects (default: every stored subject that has a truth file).
+        spacing_mm: the store's resampling (its preprocessing config's ``spacing_mm``).
+        threads: subjects read in parallel.
+        progress: show a progress bar.
+
+    Returns:
+        Columns :data:`TRUTH_COLUMNS` (``valid``: the patch lies in the field of view).
+    """
+    truth = Path(cohort_dir) / "truth"
+    ids = list(store.subject_ids if subject_ids is None else subject_ids)
+    ids = [s for s in ids if (truth / f"{s}_lesions.nii.gz").is_file()]
+    centres, valid = store.centre_mm, store.valid
+    L, P = store.num_landmarks, store.patch_size
+
+    def one(sid: str) -> pd.DataFrame:
+        idx = store.index_of(sid)
+        arr, geom = lesions_on_store_grid(truth / f"{sid}_lesions.nii.gz", spacing_mm)
+        frac = patch_lesion_fractions(arr, geom, centres[:, idx].astype(np.float64), P)
+        return pd.DataFrame({"subject_id": sid, "store_index": idx, "landmark": np.arange(L),
+                             "valid": valid[:, idx],
+                             **{k: frac[:, j] for j, k in enumerate(LESION_TARGETS)}})
+
+    from tqdm.auto import tqdm
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        parts = list(tqdm(pool.map(one, ids), total=len(ids), desc="patch truth",
+                          disable=not progress))
+    if not parts:
+        return pd.DataFrame({c: [] for c in TRUTH_COLUMNS})
+    return pd.concat(parts, ignore_index=True)
+
+
+def write_probe_file(
+    truth: pd.DataFrame,
+    path: str | Path,
+    n_subjects: int = 64,
+    n_landmarks: int = 24,
+    target: str = "emphysema",
+    seed: int = 0,
+) -> Path:
+    """Write the training probe's patch list (random subjects x random landmarks, valid only).
+
+    Returns:
+        The ``.npz`` path (keys ``store_index``, ``landmark``, ``target``).
+    """
+    rng = np.random.default_rng(seed)
+    subj = np.unique(truth["store_index"].to_numpy())
+    lms = np.unique(truth["landmark"].to_numpy())
+    subj = rng.choice(subj, size=min(n_subjects, len(subj)), replace=False)
+    lms = rng.choice(lms, size=min(n_landmarks, len(lms)), replace=False)
+    rows = truth[truth["store_index"].isin(subj) & truth["landmark"].isin(lms) & truth["valid"]]
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, store_index=rows["store_index"].to_numpy(np.int64),
+             landmark=rows["landmark"].to_numpy(np.int64),
+             target=rows[target].to_numpy(np.float64))
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out, buf.getvalue())
+    return out
+
+
+def density_scores(store: PatchStore, truth: pd.DataFrame) -> dict[str, npt.NDArray[np.float64]]:
+    """Per-row LAA-950 / LAA-910 of the stored patches of ``truth``'s rows (share of voxels)."""
+    out = {name: np.full(len(truth), np.nan) for name in DENSITY_BASELINES}
+    lm = truth["landmark"].to_numpy(np.int64)
+    si = truth["store_index"].to_numpy(np.int64)
+    for j in np.unique(lm):
+        rows = np.flatnonzero(lm == j)
+        hu = store.read_landmark_batch(int(j), si[rows]).reshape(len(rows), -1)
+        for name, t in DENSITY_BASELINES.items():
+            out[name][rows] = (hu < t).mean(axis=1)
+    return out
+
+
+def patch_probe_table(
+    features: Mapping[str, npt.NDArray[Any]],
+    truth: pd.DataFrame,
+    n_folds: int = 5,
+    repeats: int = 5,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Probe every feature set against every lesion target.
+
+    Args:
+        features: method -> (n, d) features aligned with ``truth``'s rows (NaN rows are dropped,
+            as are rows whose patch is not valid).
+        truth: rows of :func:`read_patch_truth` (``store_index`` groups the folds).
+        n_folds, repeats, seed: the repeated grouped CV.
+
+    Returns:
+        One row per (method, target): ``r2``/``r2_sd`` (pooled out-of-fold R², mean and s.d.
+        over repeats), ``r2_fold``/``r2_fold_sd`` (over folds), ``auc``/``auc_sd`` for
+        ``fraction > 1 %``, ``n_patches``, ``n_subjects``, ``positive_share``.
+    """
+    rows = []
+    valid = truth["valid"].to_numpy(bool)
+    groups = truth["store_index"].to_numpy()
+    for name, x in features.items():
+        x = np.asarray(x, dtype=np.float64)
+        x = x[:, None] if x.ndim == 1 else x
+        ok = valid & np.isfinite(x).all(axis=1)
+        for target in LESION_TARGETS:
+            y = truth[target].to_numpy(np.float64)
+            res = ridge_probe(x[ok], y[ok], groups[ok], n_folds, repeats, seed).summary()
+            rows.append({"method": name, "target": target, **res,
+                         "n_patches": int(ok.sum()), "n_subjects": len(np.unique(groups[ok])),
+                         "positive_share": float((y[ok] > LESION_AUC_THRESHOLD).mean())})
+    return pd.DataFrame(rows)
+
+
+def features_for_truth(
+    patch_features: npt.NDArray[Any], subject_ids: Sequence[str], truth: pd.DataFrame
+) -> npt.NDArray[np.float64]:
+    """Rows of (S, L, D) patch features aligned with ``truth`` (NaN for unknown subjects)."""
+    pos = {s: k for k, s in enumerate(subject_ids)}
+    si = truth["subject_id"].map(pos)
+    out = np.full((len(truth), patch_features.shape[-1]), np.nan)
+    have = si.notna().to_numpy()
+    out[have] = patch_features[si[have].to_numpy(np.int64), truth["landmark"].to_numpy()[have]]
+    return out
