@@ -292,7 +292,9 @@ def dense_dice(
 
     dense_ids = dense_subject_ids(labels, cfg.dense_subjects)
     rows = features_for_truth(pf.features.astype(np.float64), list(pf.subject_ids), truth)
-    ok = truth["valid"].to_numpy(bool) & np.isfinite(rows).all(axis=1)
+    from drasclr.evaluate.patch_probe import probed
+
+    ok = probed(truth) & np.isfinite(rows).all(axis=1)
     train = ok & ~truth["subject_id"].isin(dense_ids).to_numpy()
     probe = make_pipeline(StandardScaler(), RidgeCV(alphas=ALPHAS))
     probe.fit(rows[train], truth["emphysema"].to_numpy(np.float64)[train])
@@ -430,7 +432,7 @@ def run_science(out_dir: str | Path, cfg: ScienceConfig, progress: bool = True) 
     for name, m in base.items():
         results[name] = [m]
     rows = summarise(results)
-    doc = {"rows": rows, "config": cfg.to_dict() if hasattr(cfg, "to_dict") else None,
+    doc = {"rows": rows, "config": cfg.to_dict(),
            "minutes": round((time.perf_counter() - t0) / 60, 1), "timings": clock.seconds,
            "n_subjects": store.num_subjects, "n_landmarks": store.num_landmarks}
     atomic_write_text(out / "science.json", json.dumps(doc, indent=1, default=float))

@@ -31,7 +31,13 @@ from drasclr.store import PatchStore
 #: Target name -> lesion codes of the generator's truth (1 CLE, 2 PSE, 3 PLE).
 LESION_TARGETS: dict[str, tuple[int, ...]] = {"cle": (1,), "pse": (2,), "emphysema": (1, 2, 3)}
 #: Columns of the patch-truth table.
-TRUTH_COLUMNS: tuple[str, ...] = ("subject_id", "store_index", "landmark", "valid", *LESION_TARGETS)
+TRUTH_COLUMNS: tuple[str, ...] = (
+    "subject_id", "store_index", "landmark", "valid", "lung_fraction", *LESION_TARGETS
+)
+#: The probe scores patches of lung: valid patches whose lung fraction (from the store) is at
+#: least this. Patches that are mostly chest wall, mediastinum or air outside the body say little
+#: about lung disease, and there a density score mostly counts non-lung air.
+MIN_LUNG_FRACTION: float = 0.5
 #: HU thresholds of the density baselines.
 DENSITY_BASELINES: dict[str, float] = {"LAA-950 (patch)": -950.0, "LAA-910 (patch)": -910.0}
 
@@ -87,7 +93,7 @@ def read_patch_truth(
     truth = Path(cohort_dir) / "truth"
     ids = list(store.subject_ids if subject_ids is None else subject_ids)
     ids = [s for s in ids if (truth / f"{s}_lesions.nii.gz").is_file()]
-    centres, valid = store.centre_mm, store.valid
+    centres, valid, lung = store.centre_mm, store.valid, store.lung_fraction
     L, P = store.num_landmarks, store.patch_size
 
     def one(sid: str) -> pd.DataFrame:
@@ -95,7 +101,7 @@ def read_patch_truth(
         arr, geom = lesions_on_store_grid(truth / f"{sid}_lesions.nii.gz", spacing_mm)
         frac = patch_lesion_fractions(arr, geom, centres[:, idx].astype(np.float64), P)
         return pd.DataFrame({"subject_id": sid, "store_index": idx, "landmark": np.arange(L),
-                             "valid": valid[:, idx],
+                             "valid": valid[:, idx], "lung_fraction": lung[:, idx],
                              **{k: frac[:, j] for j, k in enumerate(LESION_TARGETS)}})
 
     from tqdm.auto import tqdm
@@ -106,6 +112,12 @@ def read_patch_truth(
     if not parts:
         return pd.DataFrame({c: [] for c in TRUTH_COLUMNS})
     return pd.concat(parts, ignore_index=True)
+
+
+def probed(truth: pd.DataFrame) -> npt.NDArray[np.bool_]:
+    """Rows the probe scores: valid patches with at least :data:`MIN_LUNG_FRACTION` lung."""
+    return (truth["valid"].to_numpy(bool)
+            & (truth["lung_fraction"].to_numpy(np.float64) >= MIN_LUNG_FRACTION))
 
 
 def write_probe_file(
@@ -126,7 +138,7 @@ def write_probe_file(
     lms = np.unique(truth["landmark"].to_numpy())
     subj = rng.choice(subj, size=min(n_subjects, len(subj)), replace=False)
     lms = rng.choice(lms, size=min(n_landmarks, len(lms)), replace=False)
-    rows = truth[truth["store_index"].isin(subj) & truth["landmark"].isin(lms) & truth["valid"]]
+    rows = truth[truth["store_index"].isin(subj) & truth["landmark"].isin(lms) & probed(truth)]
     import io
 
     buf = io.BytesIO()
@@ -163,7 +175,7 @@ def patch_probe_table(
 
     Args:
         features: method -> (n, d) features aligned with ``truth``'s rows (NaN rows are dropped,
-            as are rows whose patch is not valid).
+            as are rows :func:`probed` leaves out).
         truth: rows of :func:`read_patch_truth` (``store_index`` groups the folds).
         n_folds, repeats, seed: the repeated grouped CV.
 
@@ -173,7 +185,7 @@ def patch_probe_table(
         ``fraction > 1 %``, ``n_patches``, ``n_subjects``, ``positive_share``.
     """
     rows = []
-    valid = truth["valid"].to_numpy(bool)
+    valid = probed(truth)
     groups = truth["store_index"].to_numpy()
     for name, x in features.items():
         x = np.asarray(x, dtype=np.float64)

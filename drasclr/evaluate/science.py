@@ -45,8 +45,8 @@ def patch_metrics(
     """Patch probe scores and the first repeat's out-of-fold emphysema predictions.
 
     Args:
-        features: (n, d) features aligned with ``truth`` rows (NaN rows / invalid patches are
-            left out).
+        features: (n, d) features aligned with ``truth`` rows (NaN rows and the patches
+            :func:`drasclr.evaluate.patch_probe.probed` leaves out are not scored).
         truth: patch truth rows (:func:`drasclr.evaluate.patch_probe.read_patch_truth`).
         repeats: CV repeats (5 folds, subject-grouped).
         seed: fold seed.
@@ -56,7 +56,9 @@ def patch_metrics(
     """
     x = np.asarray(features, dtype=np.float64)
     x = x[:, None] if x.ndim == 1 else x
-    ok = truth["valid"].to_numpy(bool) & np.isfinite(x).all(axis=1)
+    from drasclr.evaluate.patch_probe import probed
+
+    ok = probed(truth) & np.isfinite(x).all(axis=1)
     groups = truth["store_index"].to_numpy()[ok]
     out: dict[str, list[float]] = {}
     oof = np.full(len(truth), np.nan)

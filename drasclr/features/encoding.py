@@ -200,7 +200,8 @@ def encode_patches_landmark_bn(
 
     A copy of the encoder re-estimates every BatchNorm layer's mean and variance from
     ``patches_hu`` (cumulative average over chunks of ``chunk``; one chunk is the exact batch
-    statistic), then encodes them in inference mode. The encoder itself is not changed.
+    statistic), then encodes them in inference mode. The encoder itself is not changed. A single
+    patch has no batch statistic and is encoded with the running statistics.
 
     Args:
         encoder, patches_hu, locations, device: as :func:`encode_patches` (one landmark's
@@ -211,13 +212,16 @@ def encode_patches_landmark_bn(
 
     from torch.nn.modules.batchnorm import _BatchNorm
 
+    n = len(patches_hu)
+    if n < 2:  # one patch has no batch statistic: the running statistics are used
+        with torch.inference_mode():
+            return encode_patches(encoder, patches_hu, locations, device)
     local = copy.deepcopy(encoder)
     norms = [m for m in local.modules() if isinstance(m, _BatchNorm)]
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # cumulative moving average over the chunks
     local.train()
-    n = len(patches_hu)
     with torch.no_grad():
         for lo in range(0, n, chunk):
             encode_patches(local, patches_hu[lo:lo + chunk], locations, device)

@@ -29,7 +29,8 @@ class PretrainConfig(StageConfig):
         dim: D, embedding (key) dimension.
         queue_size: K, keys per landmark queue.
         temperature: tau of both losses.
-        momentum: m of the key-encoder update.
+        momentum: m of the key-encoder update (official 0.999; default 0.99 so that the key
+            encoder follows the query encoder within the few hundred steps of a CPU run).
         neighbours: k, neighbour landmarks per batch (0 disables the neighbour loss).
         neighbour_weight: beta of ``L = L_loc + beta L_ngb``.
         warmup_epochs: epochs trained with the local loss only (beta = 0).
@@ -62,7 +63,9 @@ class PretrainConfig(StageConfig):
             (plain MoCo's global queue; per-landmark queues rely on in-batch negatives).
         bn_groups: split / ghost BatchNorm groups (1 = one batch statistic; shuffle-BN across
             ranks still applies when distributed).
-        contrast_prob: probability of the gamma-contrast augmentation (official 0.25).
+        contrast_prob: probability of the gamma-contrast augmentation (official 0.25; default 0:
+            emphysema is coded by intensity, and a random gamma remap of a view teaches the
+            encoder to ignore exactly that, see docs/results.md).
         noise_std_hu: Gaussian noise sigma of the augmentation in HU (official 50).
         probe_every: run the patch probe every this many steps (0 = never); needs ``probe_file``.
         probe_file: ``.npz`` of probe patches (``store_index``, ``landmark``, ``target``) written
@@ -79,7 +82,7 @@ class PretrainConfig(StageConfig):
     dim: int = 128
     queue_size: int = 4096
     temperature: float = 0.2
-    momentum: float = 0.999
+    momentum: float = 0.99
     neighbours: int = 2
     neighbour_weight: float = 1.0
     warmup_epochs: int = 0
@@ -108,7 +111,7 @@ class PretrainConfig(StageConfig):
     queue_cap_by_cohort: bool = True
     prefill_queue: bool = True
     bn_groups: int = 1
-    contrast_prob: float = 0.25
+    contrast_prob: float = 0.0
     noise_std_hu: float = 50.0
     probe_every: int = 0
     probe_file: str = ""
