@@ -190,19 +190,49 @@ def pretrain_method(
     run = out / "models" / f"{_slug(name)}_s{seed}"
     if (run / EXPORT_DIR / "encoder_config.json").exists():
         return run / EXPORT_DIR
+    base = method_config(cfg, name, seed, probe_file)
+    if base is None:
+        return export_initial_encoder(PretrainConfig(seed=seed, run_name=_slug(name)), store, run)
+    steps = budget_steps(out, cfg, name, seed, store, probe_file)
+    train_single_process(base.replace(steps=steps), store, run, overwrite=True)
+    return run / EXPORT_DIR
+
+
+def method_config(cfg: ScienceConfig, name: str, seed: int, probe_file: Path) -> Any:
+    """The PretrainConfig of one method and seed (None for the untrained encoder)."""
+    from drasclr.train.config import PretrainConfig
+
     over = SCIENCE_METHODS[name]
-    base = PretrainConfig(
+    if over is None:
+        return None
+    return PretrainConfig(
         batch_size=cfg.batch_size, lr=cfg.lr, momentum=cfg.momentum, queue_size=cfg.queue_size,
         lr_warmup_steps=20, log_every=10, checkpoint_every=10**6, seed=seed,
         threads_per_worker=cfg.threads, probe_every=cfg.probe_every,
         probe_file=str(probe_file) if cfg.probe_every else "", run_name=_slug(name),
-        **(over or {}))
-    if over is None:
-        return export_initial_encoder(base, store, run)
-    steps, step_s = calibrated_steps(base, store, cfg.budget_minutes * 60, out / "scratch")
-    print(f"[science] {name} seed {seed}: {step_s:.2f} s/step -> {steps} steps", flush=True)
-    train_single_process(base.replace(steps=steps), store, run, overwrite=True)
-    return run / EXPORT_DIR
+        **over)
+
+
+def budget_steps(
+    out: Path, cfg: ScienceConfig, name: str, seed: int, store: Path, probe_file: Path
+) -> int:
+    """Steps of one method within the budget, from a calibration of its step time.
+
+    Every trained method is calibrated once, back to back, before any training (cached in
+    ``calibration.json``), so all methods are timed under the same machine conditions.
+    """
+    path = out / "calibration.json"
+    table = json.loads(path.read_text()) if path.exists() else {}
+    if name not in table:
+        for m, over in SCIENCE_METHODS.items():
+            if over is None or m in table:
+                continue
+            steps, step_s = calibrated_steps(method_config(cfg, m, cfg.seeds[0], probe_file),
+                                             store, cfg.budget_minutes * 60, out / "scratch")
+            table[m] = {"steps": steps, "seconds_per_step": round(step_s, 3)}
+            print(f"[science] {m}: {step_s:.2f} s/step -> {steps} steps", flush=True)
+        atomic_write_text(path, json.dumps(table, indent=1))
+    return int(table[name]["steps"])
 
 
 def extract(out: Path, cfg: ScienceConfig, name: str, seed: int, encoder: Path, store: Path) -> Path:
