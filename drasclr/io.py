@@ -27,6 +27,7 @@ import SimpleITK as sitk
 
 from drasclr.fsutil import atomic_path, file_sha256
 from drasclr.patches import mm_to_voxel, voxel_to_mm
+from drasclr.truncation import dicom_problem, image_file_problem
 
 __all__ = [
     "IDENTITY_DIRECTION",
@@ -426,12 +427,34 @@ def write_dicom_series(
 def _read_file_image(path: Path) -> sitk.Image:
     if path.stat().st_size == 0:
         raise InputError(path, "file is empty")
+    _check_whole(path)
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as err:
         reason = _itk_reason(err)
         problem = f"cannot read image (corrupt or unsupported format): {reason}"
         raise InputError(path, problem) from err
+
+
+def _check_whole(path: Path) -> None:
+    """Raise InputError when a file holds less data than its header declares (truncated)."""
+    try:
+        problem = image_file_problem(path)
+        if problem is None and not path.name.lower().endswith(IMAGE_SUFFIXES):
+            problem = _dicom_problem_or_none(path)
+    except OSError as err:
+        raise InputError(path, f"cannot read file: {err}") from err
+    if problem is not None:
+        raise InputError(path, problem)
+
+
+def _dicom_problem_or_none(path: Path) -> str | None:
+    """:func:`dicom_problem` for a DICOM file; None for files that are not DICOM."""
+    with path.open("rb") as fh:
+        fh.seek(128)
+        if fh.read(4) != b"DICM":
+            return None
+    return dicom_problem(path)
 
 
 def _itk_reason(err: Exception) -> str:
@@ -451,6 +474,7 @@ def _dicom_series_files(folder: Path) -> list[str]:
     import pydicom
 
     best: list[str] = []
+    best_root, best_sid = folder, ""
     warnings_on = sitk.ProcessObject.GetGlobalWarningDisplay()
     sitk.ProcessObject.SetGlobalWarningDisplay(False)  # "No Series were found" for plain folders
     try:
@@ -458,24 +482,26 @@ def _dicom_series_files(folder: Path) -> list[str]:
             for sid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(root):
                 names = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(root, sid))
                 if len(names) > len(best):
-                    best = names
+                    best, best_root, best_sid = names, Path(root), sid
     finally:
         sitk.ProcessObject.SetGlobalWarningDisplay(warnings_on)
     if not best:
         if not any(p.is_file() for p in folder.rglob("*")):
             raise InputError(folder, "folder is empty")
         raise InputError(folder, "no readable DICOM series in folder")
+    _check_left_out_slices(best_root, best_sid, set(best))
     if len(best) == 1:  # a multi-frame (enhanced) CT file, or a single slice: checked on read
         return best
 
     positions: list[np.ndarray] = []
     orientation: np.ndarray | None = None
     for name in best:
+        _check_whole(Path(name))
         try:
             ds = pydicom.dcmread(name, stop_before_pixels=True)
             pos = np.asarray(ds.ImagePositionPatient, dtype=float)
             iop = np.asarray(ds.ImageOrientationPatient, dtype=float)
-        except Exception as err:  # noqa: BLE001 - any header problem is an input problem
+        except Exception as err:
             problem = f"DICOM header without usable position/orientation: {err}"
             raise InputError(Path(name), problem) from err
         if orientation is None:
@@ -497,6 +523,24 @@ def _dicom_series_files(folder: Path) -> list[str]:
             "missing slices?)",
         )
     return [best[i] for i in order]
+
+
+def _check_left_out_slices(root: Path, series_uid: str, listed: set[str]) -> None:
+    """Fail on a file of the series that GDCM left out of it because it is cut short.
+
+    GDCM drops a DICOM file it cannot parse from the series listing, so a truncated slice would
+    otherwise show up as a gap in the spacing, or (the last slice) not at all.
+    """
+    import pydicom
+
+    for path in sorted(p for p in root.iterdir() if p.is_file() and str(p) not in listed):
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
+            uid = str(ds.get("SeriesInstanceUID", ""))
+        except Exception:  # noqa: BLE001 - not DICOM, or a header cut short: checked below
+            uid = series_uid
+        if uid == series_uid:
+            _check_whole(path)
 
 
 def _read_dicom_folder(folder: Path) -> sitk.Image:

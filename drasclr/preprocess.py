@@ -25,7 +25,13 @@ from drasclr.atlas import Atlas, build_atlas
 from drasclr.config import StageConfig, check
 from drasclr.io import InputError, Volume, read_ct, resample_isotropic
 from drasclr.patches import cut_patches, lung_fraction
-from drasclr.register import RegisterConfig, map_landmarks, register_affine, registration_qc
+from drasclr.register import (
+    RegisterConfig,
+    Registration,
+    map_landmarks,
+    register_with_retries,
+    registration_qc,
+)
 from drasclr.segment import SegmentConfig, segment_lungs
 from drasclr.store import HU_WINDOW, PlanItem, SubjectPatches
 
@@ -62,7 +68,8 @@ class PreprocessConfig(StageConfig):
         register: registration settings.
         cpus_per_subject: CPUs Ray reserves per subject worker (ITK threads follow it).
         workers: subject workers in the actor pool (None: as many as the cluster's CPUs allow).
-        min_dice: a registration with Dice below this fails the subject.
+        min_dice: a registration with Dice below this is retried from the other starts of
+            ``register.retry_starts``; when the best of them is still below, the subject fails.
         min_fov_fraction: a subject with fewer landmark patches inside its field of view fails
             (lungs cut off by the field of view).
         qc_dice: QC outlier threshold on Dice (subject kept, listed in the summary); affine
@@ -72,6 +79,8 @@ class PreprocessConfig(StageConfig):
         min_lung_ml: a lung mask smaller than this (millilitres) fails the subject (no lungs).
         qc_figures: write a QC PNG per subject under ``qc/`` in the store.
         retry_failed: re-process subjects that failed before with the same input and config.
+        max_worker_deaths: a subject whose worker process dies this many times (a crash inside
+            ITK, the out-of-memory killer) becomes a failed row instead of being retried again.
     """
 
     stage: ClassVar[str] = "preprocess"
@@ -90,6 +99,7 @@ class PreprocessConfig(StageConfig):
     min_lung_ml: float = 20.0
     qc_figures: bool = True
     retry_failed: bool = False
+    max_worker_deaths: int = 2
 
     def validate(self) -> None:
         """Check ranges; errors name the field."""
@@ -104,11 +114,13 @@ class PreprocessConfig(StageConfig):
             v = getattr(self, name)
             check(0.0 <= v <= 1.0, s, name, f"must be in [0, 1], got {v}")
         check(self.min_lung_ml >= 0, s, "min_lung_ml", "must be >= 0")
+        check(self.max_worker_deaths >= 1, s, "max_worker_deaths",
+              f"must be >= 1, got {self.max_worker_deaths}")
 
     def store_fingerprint(self) -> str:
         """Fingerprint of the settings that change stored patches (not workers/CPUs/figures)."""
         keep = self.replace(cpus_per_subject=1.0, workers=None, qc_figures=True,
-                            retry_failed=False)
+                            retry_failed=False, max_worker_deaths=2)
         return keep.fingerprint()
 
 
@@ -275,13 +287,21 @@ def process_subject(
 
         stage = "register"
         t0 = t()
-        reg = register_affine(labels, iso.geometry, atlas.mask, atlas, config.register)
-        qc = registration_qc(reg, labels, iso.geometry, atlas.mask, atlas, atlas.landmarks_mm,
-                             patch=config.patch_size)
+        qcs: dict[int, dict[str, float | int]] = {}
+
+        def qc_dice(r: Registration) -> float:
+            qcs[id(r)] = registration_qc(r, labels, iso.geometry, atlas.mask, atlas,
+                                         atlas.landmarks_mm, patch=config.patch_size)
+            return float(qcs[id(r)]["dice"])
+
+        reg, tried = register_with_retries(labels, iso.geometry, atlas.mask, atlas, qc_dice,
+                                           config.min_dice, config.register)
+        qc = qcs[id(reg)]
         record["transform"] = [float(v) for v in reg.matrix.ravel()]
         record["inverse_transform"] = [float(v) for v in np.linalg.inv(reg.matrix).ravel()]
         record["dice"] = float(qc["dice"])
         record["fov_fraction"] = float(qc["fov_fraction"])
+        record["registration_start"] = reg.start
         record["t_register"] = t() - t0
         if qc["fov_fraction"] < config.min_fov_fraction:
             raise SubjectError(
@@ -290,9 +310,10 @@ def process_subject(
                 f"scan (min_fov_fraction {config.min_fov_fraction:.0%})"
             )
         if qc["dice"] < config.min_dice:
+            starts = ", ".join(f"{name} {value:.3f}" for name, value in tried)
             raise SubjectError(
                 f"registration failed QC: Dice {qc['dice']:.3f} with the atlas mask "
-                f"(min_dice {config.min_dice})"
+                f"(min_dice {config.min_dice}; Dice from each start: {starts})"
             )
 
         stage = "cut"

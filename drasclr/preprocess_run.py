@@ -14,10 +14,16 @@ Flow of :func:`run_preprocess` (DESIGN.md 3.4 and 5):
    remaining subjects to the same store indices, so the final store is byte-identical to that of an
    uninterrupted run.
 
+A lost worker process (a crash inside ITK, the out-of-memory killer) is replaced and its subject
+re-run; a small counter actor records the attempts each subject started and never finished, and
+after ``max_worker_deaths`` such deaths the subject becomes a ``failed`` row ("worker died while
+processing: ...") instead of being retried forever.
+
 Testing hook: ``DRASCLR_FAULT`` (read on the driver) = ``worker_exit:<subject_id>:<marker file>``
 makes the worker process that reaches that subject exit once (the marker records it);
-``driver_exit:<n>`` makes the driver exit right after committing ``n`` blocks. Used by the fault
-tests only.
+``worker_exit_always:<subject_id>:<log file>`` makes it exit every time (one line per death in the
+log); ``driver_exit:<n>`` makes the driver exit right after committing ``n`` blocks. Used by the
+fault tests only.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import shutil
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,6 +126,10 @@ def _fault(kind: str, key: str, spec: str | None = None) -> None:
         if not marker.exists():
             marker.write_text(f"pid {os.getpid()}\n")
             os._exit(17)
+    if kind == "worker_exit_always" and len(parts) == 3 and parts[1] == key:
+        with Path(parts[2]).open("a") as log:
+            log.write(f"pid {os.getpid()}\n")
+        os._exit(17)
     if kind == "driver_exit" and len(parts) >= 2 and parts[1] == key:
         os._exit(18)
 
@@ -134,21 +145,55 @@ def _unpack(blob: bytes) -> np.ndarray:
     return np.load(io.BytesIO(blob), allow_pickle=False)
 
 
+class _Attempts:
+    """Ray actor (one per run): attempts each subject started and did not finish.
+
+    With one subject in flight per worker, an attempt that never finishes is a worker process that
+    died on that subject.
+    """
+
+    def __init__(self) -> None:
+        self.unfinished: dict[str, int] = {}
+
+    def begin(self, subject_id: str) -> int:
+        """Record that an attempt starts; returns the earlier unfinished attempts (deaths)."""
+        deaths = self.unfinished.get(subject_id, 0)
+        self.unfinished[subject_id] = deaths + 1
+        return deaths
+
+    def end(self, subject_id: str) -> None:
+        """Record that the subject finished (ok or failed)."""
+        self.unfinished.pop(subject_id, None)
+
+
 class _SubjectWorker:
     """Ray Data actor: holds the atlas (and segmentation model) and preprocesses subjects."""
 
-    def __init__(self, atlas_dir: str, config: dict[str, Any], store: str, fault: str) -> None:
+    def __init__(
+        self, atlas_dir: str, config: dict[str, Any], store: str, fault: str, attempts: Any
+    ) -> None:
         self.fault = fault
+        self.attempts = attempts
         self.config = PreprocessConfig.from_dict(config)
         set_worker_threads(int(max(1, round(self.config.cpus_per_subject))))
         self.atlas: Atlas = load_atlas(atlas_dir)
         self.qc_dir = Path(store) / QC_DIR
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        import ray
+
         item = PlanItem(row["subject_id"], row["input_path"], row["input_hash"],
                         int(row["store_index"]), row["reason"])
-        _fault("worker_exit", item.subject_id, self.fault)
-        res: SubjectResult = process_subject(item, self.atlas, self.config)
+        deaths = ray.get(self.attempts.begin.remote(item.subject_id))
+        if deaths >= self.config.max_worker_deaths:
+            res = SubjectResult(None, (
+                f"worker died while processing: {item.input_path} (the worker process died "
+                f"{deaths} times on this subject: a crash inside a library, or out of memory)"), {})
+        else:
+            _fault("worker_exit", item.subject_id, self.fault)
+            _fault("worker_exit_always", item.subject_id, self.fault)
+            res = process_subject(item, self.atlas, self.config)
+        self.attempts.end.remote(item.subject_id)
         out: dict[str, Any] = {
             "subject_id": item.subject_id,
             "store_index": item.store_index,
@@ -391,31 +436,25 @@ def _run_plan(
              for it in runnable],
             override_num_blocks=len(runnable),
         )
+        attempts = ray.remote(num_cpus=0)(_Attempts).remote()
         ds = ds.map(
             _SubjectWorker,
             fn_constructor_kwargs={"atlas_dir": str(atlas_dir), "config": config.to_dict(),
-                                   "store": str(store), "fault": os.environ.get(FAULT_ENV, "")},
+                                   "store": str(store), "fault": os.environ.get(FAULT_ENV, ""),
+                                   "attempts": attempts},
             # one subject in flight per actor: a subject takes seconds, so queueing more on the
             # first actor to start would leave the others idle
             compute=ray.data.ActorPoolStrategy(size=n_workers, max_tasks_in_flight_per_actor=1),
             num_cpus=config.cpus_per_subject,
-            max_restarts=-1,  # a lost worker process is replaced and its subject re-run
+            # a lost worker process is replaced and its subject re-run; _Attempts turns the
+            # subject into a failed row after config.max_worker_deaths deaths
+            max_restarts=-1,
             max_task_retries=-1,
         )
-        for row in ds.iter_rows():
-            sid = str(row["subject_id"])
-            record = json.loads(row["record"])
-            if row["error"]:
-                finish(sid, None, str(row["error"]), _failed_record(record))
-            else:
-                sp = SubjectPatches(
-                    by_id[sid], _unpack(row["patches"]), _unpack(row["valid"]),
-                    _unpack(row["lung_fraction"]), _unpack(row["centre_mm"]), record=record)
-                finish(sid, sp, None, record)
-            bar.update(1)
-            bar.set_postfix(failed=len(failures), committed=len(committed))
-            if errors:
-                break
+        try:
+            _consume(ds, by_id, finish, bar, failures, committed, errors)
+        finally:
+            ray.kill(attempts)
     bar.close()
     jobs.put(None)
     thread.join()
@@ -424,9 +463,35 @@ def _run_plan(
     return n_ok
 
 
+def _consume(
+    ds: Any,
+    by_id: dict[str, PlanItem],
+    finish: Callable[[str, SubjectPatches | None, str | None, dict[str, Any]], None],
+    bar: Any,
+    failures: dict[str, str],
+    committed: list[int],
+    errors: list[BaseException],
+) -> None:
+    """Hand every finished subject of the dataset to ``finish`` (stops on a writer error)."""
+    for row in ds.iter_rows():
+        sid = str(row["subject_id"])
+        record = json.loads(row["record"])
+        if row["error"]:
+            finish(sid, None, str(row["error"]), _failed_record(record))
+        else:
+            sp = SubjectPatches(
+                by_id[sid], _unpack(row["patches"]), _unpack(row["valid"]),
+                _unpack(row["lung_fraction"]), _unpack(row["centre_mm"]), record=record)
+            finish(sid, sp, None, record)
+        bar.update(1)
+        bar.set_postfix(failed=len(failures), committed=len(committed))
+        if errors:
+            break
+
+
 _FAILED_KEYS = ("spacing", "origin", "direction", "shape", "transform", "inverse_transform",
-                "dice", "fov_fraction", "lung_volume_ml", "t_read", "t_resample", "t_segment",
-                "t_register", "t_cut")
+                "dice", "fov_fraction", "registration_start", "lung_volume_ml", "t_read",
+                "t_resample", "t_segment", "t_register", "t_cut")
 
 
 def _failed_record(record: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,9 @@ global state, so neither the published ``Affine[0.01]`` nor a per-call seed coul
 Both masks are first block-averaged to about ``resolution_mm`` (partial-volume fractions, so a 1 mm
 mask becomes a smooth 4 mm image), then an affine transform is optimised with Mattes mutual
 information over a small pyramid, starting from a centre-of-mass alignment.
+:func:`register_with_retries` scores that result with a QC metric and, when it falls short, runs the
+registration again from other starts (principal axes, a coarse rotation search; see
+:mod:`drasclr.align_init`) and keeps the best; :attr:`Registration.start` records the winner.
 
 Direction convention (ITK/ANTs, LPS mm): :attr:`Registration.matrix` maps a point of the FIXED
 (atlas) space to the corresponding point of the MOVING (subject) space, ``p_subject = M @ [p, 1]``;
@@ -30,6 +33,7 @@ import os
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -41,10 +45,12 @@ from drasclr.config import StageConfig, check
 from drasclr.patches import GeometryArrays, geometry_arrays, patch_corners, patch_in_view
 
 __all__ = [
+    "STARTS",
     "RegisterConfig",
     "Registration",
     "RegistrationError",
     "register_affine",
+    "register_with_retries",
     "map_landmarks",
     "registration_qc",
     "warp_mask_to_fixed",
@@ -53,6 +59,13 @@ __all__ = [
 
 THREADS_ENV = "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"
 _first_threads: int | None = None  # ANTs thread count fixed in this process (see module doc)
+
+Start = Literal["centre_of_mass", "geometric_centre", "identity", "principal_axes",
+                "rotation_search"]
+STARTS: tuple[str, ...] = ("centre_of_mass", "geometric_centre", "identity", "principal_axes",
+                           "rotation_search")
+"""Initial alignments: ANTs' own translations (centre of mass of the mask image, geometric centre,
+none) or an affine computed by :mod:`drasclr.align_init` (principal axes, rotation search)."""
 
 
 class RegistrationError(RuntimeError):
@@ -80,7 +93,11 @@ class RegisterConfig(StageConfig):
         smoothing_sigmas: Gaussian sigma per level, in voxels.
         convergence_threshold: stop a level when the normalised metric slope falls below this.
         convergence_window: iterations over which the slope is measured.
-        initialisation: ``centre_of_mass`` / ``geometric_centre`` translation, or ``identity``.
+        initialisation: start of the first attempt, one of :data:`STARTS`: ``centre_of_mass``
+            / ``geometric_centre`` translation, ``identity``, ``principal_axes`` (centroids, axes
+            and spreads of the two masks) or ``rotation_search`` (best of a coarse rotation grid).
+        retry_starts: starts tried, in order, when the first attempt fails QC
+            (:func:`register_with_retries`); the best by the QC metric is kept.
         random_seed: ANTs random seed (sampling perturbation).
         threads: ITK threads; 1 is bit-reproducible (see the module docstring).
     """
@@ -99,7 +116,8 @@ class RegisterConfig(StageConfig):
     smoothing_sigmas: tuple[float, ...] = (1.0, 0.0)
     convergence_threshold: float = 1e-5
     convergence_window: int = 10
-    initialisation: Literal["centre_of_mass", "geometric_centre", "identity"] = "centre_of_mass"
+    initialisation: Start = "centre_of_mass"
+    retry_starts: tuple[Start, ...] = ("principal_axes", "rotation_search")
     random_seed: int = 1
     threads: int = 1
 
@@ -126,6 +144,9 @@ class RegisterConfig(StageConfig):
         check(self.convergence_window >= 1, s, "convergence_window", "must be >= 1")
         check(self.random_seed >= 0, s, "random_seed", "must be >= 0")
         check(self.threads >= 1, s, "threads", f"must be >= 1, got {self.threads}")
+        for start in (self.initialisation, *self.retry_starts):
+            check(start in STARTS, s, "initialisation" if start == self.initialisation
+                  else "retry_starts", f"unknown start {start!r}; one of {list(STARTS)}")
 
     @classmethod
     def published(cls) -> RegisterConfig:
@@ -176,6 +197,7 @@ class Registration:
         random_seed: ANTs seed used.
         threads: ITK thread count requested.
         elapsed_s: wall time of the registration (preparation included), seconds.
+        start: the initial alignment it was optimised from (one of :data:`STARTS`).
     """
 
     matrix: NDArray[np.float64]
@@ -186,6 +208,7 @@ class Registration:
     random_seed: int = 0
     threads: int = 1
     elapsed_s: float = 0.0
+    start: str = "centre_of_mass"
 
     @classmethod
     def from_ants(
@@ -234,6 +257,7 @@ class Registration:
             "random_seed": int(self.random_seed),
             "threads": int(self.threads),
             "elapsed_s": float(self.elapsed_s),
+            "start": self.start,
         }
 
     @classmethod
@@ -248,6 +272,7 @@ class Registration:
             random_seed=int(data.get("random_seed", 0)),
             threads=int(data.get("threads", 1)),
             elapsed_s=float(data.get("elapsed_s", 0.0)),
+            start=str(data.get("start", "centre_of_mass")),
         )
         if "matrix" in data:
             stored = np.asarray(data["matrix"], dtype=np.float64).reshape(4, 4)
@@ -332,8 +357,14 @@ def _set_threads(threads: int) -> None:
         )
 
 
-def _ants_arguments(fixed: Any, moving: Any, config: RegisterConfig, prefix: str) -> list[str]:
-    """antsRegistration command line for one affine stage (images passed by pointer)."""
+def _ants_arguments(
+    fixed: Any, moving: Any, config: RegisterConfig, prefix: str, initial: str | None = None
+) -> list[str]:
+    """antsRegistration command line for one affine stage (images passed by pointer).
+
+    ``initial`` is a transform file to start from (fixed -> moving); otherwise the start is ANTs'
+    own ``centre_of_mass`` / ``geometric_centre`` translation, or none (``identity``).
+    """
     from ants.internal import get_pointer_string
 
     f, m = get_pointer_string(fixed), get_pointer_string(moving)
@@ -344,7 +375,9 @@ def _ants_arguments(fixed: Any, moving: Any, config: RegisterConfig, prefix: str
             "--interpolation", "Linear", "--use-histogram-matching", "0",
             "--winsorize-image-intensities", "[0,1]", "--collapse-output-transforms", "1",
             "--write-composite-transform", "0", "--random-seed", str(config.random_seed)]
-    if config.initialisation != "identity":
+    if initial is not None:
+        args += ["--initial-moving-transform", initial]
+    elif config.initialisation in ("centre_of_mass", "geometric_centre"):
         mode = 1 if config.initialisation == "centre_of_mass" else 0
         args += ["--initial-moving-transform", f"[{f},{m},{mode}]"]
     args += [
@@ -393,7 +426,10 @@ def register_affine(
     moving = _ants_image(moving_mask_zyx, moving_geom, config)
     with tempfile.TemporaryDirectory(prefix="drasclr_reg_") as tmp:
         prefix = os.path.join(tmp, "reg_")
-        args = _ants_arguments(fixed, moving, config, prefix)
+        initial = _initial_transform_file(
+            moving_mask_zyx, moving_geom, fixed_mask_zyx, fixed_geom, config.initialisation,
+            os.path.join(tmp, "initial.mat"))
+        args = _ants_arguments(fixed, moving, config, prefix, initial)
         code = get_lib_fn("antsRegistration")(process_arguments(args))
         if code != 0:
             raise RegistrationError(f"antsRegistration exited with code {code}")
@@ -409,8 +445,78 @@ def register_affine(
     return Registration.from_ants(
         params, centre, ants_transform_type=f"AffineTransform_{precision}_3_3",
         random_seed=config.random_seed, threads=config.threads,
-        elapsed_s=time.perf_counter() - start,
+        elapsed_s=time.perf_counter() - start, start=config.initialisation,
     )
+
+
+def _initial_transform_file(
+    moving_mask_zyx: ArrayLike, moving_geom: Any, fixed_mask_zyx: ArrayLike, fixed_geom: Any,
+    start: str, path: str,
+) -> str | None:
+    """Write the ``principal_axes`` / ``rotation_search`` start as an ITK transform file.
+
+    Returns its path, or None for the starts ANTs computes itself.
+    """
+    import ants
+
+    from drasclr.align_init import principal_axes_start, rotation_search_start
+
+    starts = {"principal_axes": principal_axes_start, "rotation_search": rotation_search_start}
+    if start not in starts:
+        return None
+    m = starts[start](fixed_mask_zyx, fixed_geom, moving_mask_zyx, moving_geom)
+    tx = ants.create_ants_transform(
+        transform_type="AffineTransform", precision="float", dimension=3,
+        parameters=[*m[:3, :3].ravel().tolist(), *m[:3, 3].tolist()],
+        fixed_parameters=[0.0, 0.0, 0.0],
+    )
+    ants.write_transform(tx, path)
+    return path
+
+
+def register_with_retries(
+    moving_mask_zyx: ArrayLike,
+    moving_geom: Any,
+    fixed_mask_zyx: ArrayLike,
+    fixed_geom: Any,
+    score: Callable[[Registration], float],
+    min_score: float,
+    config: RegisterConfig | None = None,
+) -> tuple[Registration, list[tuple[str, float]]]:
+    """Register from ``config.initialisation``; below ``min_score``, retry from other starts.
+
+    Each start of ``config.retry_starts`` (other than the first) is tried only when the first
+    attempt scores below ``min_score``; the registration with the highest score is returned (the
+    first one on ties), its :attr:`Registration.start` naming the start that won.
+
+    Args:
+        moving_mask_zyx: subject lung mask ``[z, y, x]``.
+        moving_geom: its geometry.
+        fixed_mask_zyx: atlas lung mask ``[z, y, x]``.
+        fixed_geom: atlas geometry.
+        score: the QC metric of a registration, higher is better (e.g. Dice with the atlas mask).
+        min_score: the QC threshold that triggers the retries.
+        config: settings; defaults to ``RegisterConfig()``.
+
+    Returns:
+        The best registration, and ``(start, score)`` of every attempt in the order run.
+    """
+    config = config or RegisterConfig()
+    best = register_affine(moving_mask_zyx, moving_geom, fixed_mask_zyx, fixed_geom, config)
+    best_score = score(best)
+    tried = [(best.start, best_score)]
+    if best_score >= min_score:
+        return best, tried
+    for start in config.retry_starts:
+        if start == config.initialisation:
+            continue
+        reg = register_affine(moving_mask_zyx, moving_geom, fixed_mask_zyx, fixed_geom,
+                              config.replace(initialisation=start))
+        value = score(reg)
+        tried.append((start, value))
+        if value > best_score:
+            best, best_score = reg, value
+    return best, tried
 
 
 def map_landmarks(reg: Registration, landmarks_mm: ArrayLike) -> NDArray[np.float64]:

@@ -48,13 +48,14 @@ from pathlib import Path
 from typing import Any
 
 import google_crc32c
-import numcodecs.blosc as blosc
+import numcodecs
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import zarr
+from numcodecs import blosc
 from zarr.codecs import BloscCodec, BloscShuffle, ZstdCodec
 
 from drasclr import __version__
@@ -62,22 +63,22 @@ from drasclr.fsutil import atomic_path, file_sha256
 from drasclr.tables import SchemaError, conform, load_schema, read_table, write_table
 
 __all__ = [
-    "SCHEMA_VERSION",
+    "DEFAULT_BLOCK_SIZE",
     "HU_WINDOW",
     "MANIFEST_FILE",
-    "DEFAULT_BLOCK_SIZE",
+    "SCHEMA_VERSION",
+    "PatchStore",
+    "Plan",
+    "PlanItem",
     "StoreError",
     "StoreInfo",
-    "PlanItem",
-    "Plan",
-    "SubjectPatches",
     "StoreWriter",
-    "PatchStore",
+    "SubjectPatches",
+    "bench_store",
+    "ct_like_patches",
     "open_store",
     "read_store_info",
     "store_digest",
-    "ct_like_patches",
-    "bench_store",
 ]
 
 SCHEMA_VERSION = 1
@@ -790,7 +791,7 @@ class _ShardReader:
         self._lock = threading.Lock()
         self._max_entries = max(1, cache_bytes // (self.shard[0] * self.shard[1] * 16 + 64))
 
-    def _index(self, key: tuple[int, int], fd: int) -> np.ndarray:
+    def _index(self, key: tuple[int, int], fd: int, file: Path) -> np.ndarray:
         st = os.fstat(fd)
         stamp = (st.st_size, st.st_mtime_ns)
         with self._lock:
@@ -802,8 +803,16 @@ class _ShardReader:
         nbytes = n * 16 + 4
         raw = os.pread(fd, nbytes, st.st_size - nbytes) if st.st_size >= nbytes else b""
         if len(raw) != nbytes or np.uint32(google_crc32c.value(raw[:-4])).tobytes() != raw[-4:]:
-            raise StoreError(f"{self.dir}: shard {key} has a corrupt index")
+            raise StoreError(
+                f"{file}: shard {key} is truncated or corrupt: its index (the last {nbytes} bytes "
+                f"of a file of {st.st_size} bytes) fails its checksum"
+            )
         index = np.frombuffer(raw[:-4], dtype="<u8").reshape(self.shard[0], self.shard[1], 2)
+        used = index[..., 0] != _MAX_U64
+        end = int((index[..., 0][used] + index[..., 1][used]).max()) if used.any() else 0
+        if end > st.st_size - nbytes:
+            raise StoreError(f"{file}: shard {key} is truncated: its chunks end at byte {end}, "
+                             f"the file holds {st.st_size - nbytes} bytes before the index")
         with self._lock:
             self._cache[key] = (stamp, index)
             if len(self._cache) > self._max_entries:
@@ -825,17 +834,20 @@ class _ShardReader:
             try:
                 fd = os.open(file, os.O_RDONLY)
             except FileNotFoundError:
-                for i, j, _, _ in cells:
-                    out[i, j] = self.fill
-                continue
+                # a written block always has its shard; only the caller's committed subjects
+                # are read, so a missing file is lost data, not an empty slot
+                raise StoreError(f"{file}: shard {key} of committed subjects is missing") from None
             try:
-                index = self._index(key, fd)
+                index = self._index(key, fd, file)
                 for i, j, a, b in cells:
                     offset, nbytes = index[a, b]
                     if offset == _MAX_U64:
                         out[i, j] = self.fill
                         continue
                     buf = os.pread(fd, int(nbytes), int(offset))
+                    if len(buf) != int(nbytes):
+                        raise StoreError(f"{file}: truncated chunk for landmark-slot {a}, "
+                                         f"subject-slot {b}")
                     if len(buf) < 16 or int.from_bytes(buf[4:8], "little") != expected:
                         raise StoreError(
                             f"{file}: corrupt chunk for landmark-slot {a}, subject-slot {b}"
@@ -844,6 +856,17 @@ class _ShardReader:
             finally:
                 os.close(fd)
         return out
+
+
+def _bad_chunk(array_dir: Path) -> Path:
+    """The first chunk file of a (Zstd-compressed, unsharded) array that does not decode."""
+    zstd = numcodecs.Zstd()
+    for file in sorted(p for p in (array_dir / "c").rglob("*") if p.is_file()):
+        try:
+            zstd.decode(file.read_bytes())
+        except (RuntimeError, ValueError):
+            return file
+    return array_dir
 
 
 # ----------------------------------------------------------------------------- reader
@@ -961,7 +984,11 @@ class PatchStore:
 
     def _array(self, name: str) -> np.ndarray:
         if name not in self._arrays:
-            self._arrays[name] = zarr.open_array(self.path / name, mode="r")[:, : self.capacity]
+            try:
+                self._arrays[name] = zarr.open_array(self.path / name, mode="r")[:, : self.capacity]
+            except (RuntimeError, ValueError) as err:  # a chunk that does not decode
+                raise StoreError(f"{_bad_chunk(self.path / name)}: chunk of '{name}' cannot be "
+                                 f"decoded, the file is truncated or corrupt ({err})") from err
         return self._arrays[name]
 
     @property

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,7 @@ def test_store_contents_and_qc(reference_store: Path, cohort: Path, atlas_dir: P
     # the atlas subject registers onto itself; others reach a plausible inter-subject overlap
     assert m.loc[m.subject_id == "SYN00000", "dice"].item() > 0.99
     assert (m["dice"] > 0.8).all() and (m["fov_fraction"] > 0.75).all()
+    assert (m["registration_start"] == "centre_of_mass").all()  # no subject needed a retry
     for col in ("t_read", "t_resample", "t_segment", "t_register", "t_cut", "t_write"):
         assert (m[col] > 0).all(), col
     # transform and inverse are inverse matrices; centres are T_i(l_j)
@@ -130,6 +132,8 @@ def test_bad_inputs_fail_per_subject_and_the_run_goes_on(cohort: Path, atlas_dir
     arr = sitk.GetArrayFromImage(good)
     (src / "empty.nii.gz").write_bytes(b"")
     (src / "corrupt.nii.gz").write_bytes(b"\x1f\x8b" + os.urandom(300))
+    whole = (src / "good.nii.gz").read_bytes()
+    (src / "truncated.nii.gz").write_bytes(whole[: len(whole) * 97 // 100])
     _write(src / "flat2d.nrrd", arr[arr.shape[0] // 2])
     _write(src / "stored_values.mha", (arr.astype(np.int32) + 1024).astype(np.uint16) * 2)
     nan = arr.astype(np.float32)
@@ -149,7 +153,7 @@ def test_bad_inputs_fail_per_subject_and_the_run_goes_on(cohort: Path, atlas_dir
     assert m.loc["good", "status"] == "ok"
     expect = {
         "empty": "empty", "corrupt": "corrupt", "flat2d": "2D", "stored_values": "HU",
-        "nans": "NaN", "no_lungs": "lung", "cut_off": "",
+        "nans": "NaN", "no_lungs": "lung", "cut_off": "", "truncated": "read: InputError",
     }
     for sid, words in expect.items():
         assert m.loc[sid, "status"] == "failed", sid
@@ -157,11 +161,12 @@ def test_bad_inputs_fail_per_subject_and_the_run_goes_on(cohort: Path, atlas_dir
         assert words.lower() in err.lower(), (sid, err)
         assert m.loc[sid, "store_index"] == -1
     assert "field of view" in m.loc["cut_off", "error"] or "lung" in m.loc["cut_off", "error"]
-    assert summary.n_ok == 1 and summary.n_failed == 7
+    assert summary.n_ok == 1 and summary.n_failed == 8
     assert str(src / "empty.nii.gz") in m.loc["empty", "error"]
+    assert "truncated" in m.loc["truncated", "error"]
     # failed subjects are not retried by default; --retry-failed retries them
     again = run_preprocess(src, atlas_dir, store, CFG, progress=False)
-    assert (again.n_ok, again.n_failed, again.n_skipped) == (0, 0, 8)
+    assert (again.n_ok, again.n_failed, again.n_skipped) == (0, 0, 9)
 
 
 def test_run_level_errors_write_nothing(cohort: Path, atlas_dir: Path, tmp_path: Path,
@@ -202,6 +207,30 @@ def test_killed_worker_is_replaced_and_store_is_identical(
     assert marker.exists()  # a worker process really died on SYN00002
     assert summary.n_ok == 4 and summary.n_failed == 0
     assert store_digest(store) == store_digest(reference_store)
+
+
+def test_subject_that_always_kills_its_worker_fails_after_bounded_deaths(
+    cohort: Path, atlas_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    deaths = tmp_path / "deaths.log"
+    monkeypatch.setenv(FAULT_ENV, f"worker_exit_always:SYN00001:{deaths}")
+    store = tmp_path / "store"
+    cfg = CFG.replace(max_worker_deaths=2)
+    result: dict[str, object] = {}
+    # run in a thread so that a run that retries forever fails this test instead of hanging it
+    runner = threading.Thread(target=lambda: result.update(
+        summary=run_preprocess(cohort, atlas_dir, store, cfg, progress=False)), daemon=True)
+    runner.start()
+    runner.join(timeout=420)
+    assert not runner.is_alive(), "the run did not finish: the subject is retried forever"
+    summary = result["summary"]
+    assert len(deaths.read_text().splitlines()) == 2  # exactly max_worker_deaths deaths
+    assert (summary.n_ok, summary.n_failed) == (3, 1)
+    m = PatchStore(store).manifest.set_index("subject_id")
+    assert m.loc["SYN00001", "status"] == "failed"
+    error = m.loc["SYN00001", "error"]
+    assert error.startswith("worker died while processing: ") and "SYN00001" in error, error
+    assert PatchStore(store).subject_ids == ["SYN00000", "SYN00002", "SYN00003"]
 
 
 def test_killed_driver_then_rerun_gives_identical_store(

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
 from drasclr import register as register_module
+from drasclr.align_init import mask_points, principal_axes_start, rotation_search_start
 from drasclr.config import ConfigError
 from drasclr.patches import geometry_arrays
 from drasclr.register import (
@@ -19,6 +21,7 @@ from drasclr.register import (
     dice,
     map_landmarks,
     register_affine,
+    register_with_retries,
     registration_qc,
 )
 
@@ -251,3 +254,81 @@ def test_real_ct_lung_mask_registers(atlas_2mm) -> None:
           f"FOV fraction {qc['fov_fraction']:.3f}")
     assert 0.7 < qc["dice"] <= 1.0
     assert 0.0 <= qc["fov_fraction"] <= 1.0
+
+
+# ----------------------------------------------------------------------------- other starts
+@pytest.fixture(scope="module")
+def rotated_case(atlas_2mm):
+    """A subject turned 25 degrees about the cranio-caudal axis (plus scaling and a shift)."""
+    fixed, fixed_img, landmarks = atlas_2mm
+    centre = landmarks.mean(axis=0)
+    a = np.deg2rad(25.0)
+    truth = np.eye(4)
+    truth[:3, :3] = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    truth[:3, :3] = truth[:3, :3] @ np.diag([1.05, 0.95, 1.0])
+    truth[:3, 3] = centre + np.array([10.0, -6.0, 7.0]) - truth[:3, :3] @ centre
+    subject = _warp_into_subject(fixed_img, truth, spacing=2.0)
+    return fixed, fixed_img, sitk.GetArrayFromImage(subject), subject, landmarks, truth
+
+
+def _landmark_error(matrix: np.ndarray, truth: np.ndarray, landmarks: np.ndarray) -> float:
+    """Median distance (mm) between landmarks mapped by ``matrix`` and by the true transform."""
+    got = landmarks @ matrix[:3, :3].T + matrix[:3, 3]
+    return float(np.median(np.linalg.norm(got - (landmarks @ truth[:3, :3].T + truth[:3, 3]),
+                                          axis=1)))
+
+
+def test_starts_find_a_large_rotation(rotated_case) -> None:
+    fixed, fixed_img, moving, subject, landmarks, truth = rotated_case
+    centroids_only = np.eye(4)  # what a centre-of-mass start knows: the shift, no rotation
+    centroids_only[:3, 3] = (mask_points(moving, subject)[0].mean(axis=0)
+                             - mask_points(fixed, fixed_img)[0].mean(axis=0))
+    assert _landmark_error(centroids_only, truth, landmarks) > 25.0
+    for start in (principal_axes_start, rotation_search_start):
+        m = start(fixed, fixed_img, moving, subject)
+        assert _landmark_error(m, truth, landmarks) < 8.0, start.__name__
+
+
+def test_initial_transform_is_composed_into_the_result(rotated_case) -> None:
+    """With no iterations, ANTs returns the start itself (same direction: fixed -> moving)."""
+    fixed, fixed_img, moving, subject, _, _ = rotated_case
+    cfg = RegisterConfig(initialisation="rotation_search", iterations=(0,), shrink_factors=(1,),
+                         smoothing_sigmas=(0.0,))
+    reg = register_affine(moving, subject, fixed, fixed_img, cfg)
+    start = rotation_search_start(fixed, fixed_img, moving, subject)
+    np.testing.assert_allclose(reg.matrix, start, atol=1e-3)
+    assert reg.start == "rotation_search" and reg.to_dict()["start"] == "rotation_search"
+    assert Registration.from_dict(reg.to_dict()).start == "rotation_search"
+
+
+def test_retries_run_only_below_the_threshold_and_keep_the_best(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[str] = []
+
+    def fake_register(moving: Any, moving_geom: Any, fixed: Any, fixed_geom: Any,
+                      config: RegisterConfig) -> Registration:
+        calls.append(config.initialisation)
+        return Registration.from_matrix(np.eye(4), start=config.initialisation)
+
+    monkeypatch.setattr(register_module, "register_affine", fake_register)
+    scores = {"centre_of_mass": 0.70, "principal_axes": 0.86, "rotation_search": 0.84}
+
+    def score(r: Registration) -> float:
+        return scores[r.start]
+
+    reg, tried = register_with_retries(None, None, None, None, score, 0.6)
+    assert calls == ["centre_of_mass"] and reg.start == "centre_of_mass"
+    assert tried == [("centre_of_mass", 0.70)]
+    calls.clear()
+    reg, tried = register_with_retries(None, None, None, None, score, 0.8)
+    assert calls == ["centre_of_mass", "principal_axes", "rotation_search"]
+    assert reg.start == "principal_axes"
+    assert [name for name, _ in tried] == calls
+    calls.clear()  # the first start is not repeated among the retries; a lower score never wins
+    cfg = RegisterConfig(initialisation="principal_axes")
+    scores["rotation_search"] = 0.5
+    reg, _ = register_with_retries(None, None, None, None, score, 0.9, cfg)
+    assert calls == ["principal_axes", "rotation_search"] and reg.start == "principal_axes"
+    with pytest.raises(ConfigError, match="retry_starts"):
+        RegisterConfig(retry_starts=("upside_down",))  # type: ignore[arg-type]

@@ -396,3 +396,33 @@ def test_patches_are_clipped_to_hu_window(tmp_path: Path, atlas, cohort) -> None
     )
     got = PatchStore(tmp_path / "s.zarr").read_subject(0)
     assert got.dtype == np.int16 and list(got[0, 0, 0, :3]) == [240, -1024, 100]
+
+
+@pytest.mark.parametrize("fraction", [0.97, 0.33])
+@pytest.mark.parametrize("array", ["patches", "valid", "lung_fraction", "centre_mm"])
+def test_cut_shard_or_chunk_file_gives_a_clear_error(tmp_path: Path, atlas, cohort,
+                                                     array: str, fraction: float) -> None:
+    w = make(tmp_path / "s.zarr", atlas)
+    run_all(w, w.plan(subjects(range(8))), cohort)
+    victim = min(p for p in (tmp_path / "s.zarr" / array / "c").rglob("*") if p.is_file())
+    data = victim.read_bytes()
+    victim.write_bytes(data[: int(len(data) * fraction)])
+    ps = PatchStore(tmp_path / "s.zarr")
+    with pytest.raises(StoreError, match="truncated") as info:
+        if array == "patches":
+            ps.read_subject(0)
+        else:
+            getattr(ps, array)
+    assert str(victim) in str(info.value)
+
+
+def test_missing_shard_of_committed_subjects_is_an_error_not_zeros(tmp_path: Path, atlas,
+                                                                    cohort) -> None:
+    w = make(tmp_path / "s.zarr", atlas)
+    run_all(w, w.plan(subjects(range(8))), cohort)
+    shard = tmp_path / "s.zarr" / "patches" / "c" / "0" / "1" / "0" / "0" / "0"
+    shard.unlink()  # block 1: subjects 4..7
+    ps = PatchStore(tmp_path / "s.zarr")
+    np.testing.assert_array_equal(ps.read_subject(0), cohort[0])  # block 0 is intact
+    with pytest.raises(StoreError, match="missing"):
+        ps.read_landmark_batch(0, [0, 5])
