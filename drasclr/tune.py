@@ -182,7 +182,7 @@ def _trial(params: dict[str, Any], *, sweep: dict[str, Any], stores: dict[str, s
         enc = _encoder_from_checkpoint(ckpt, pcfg.conditioning, pcfg.experts)
         metrics = trial_metrics(enc, store, lab)
         status = trial_status(metrics.get(cfg.metric), cfg.metric)
-        ray.tune.report({**metrics, "step": stop, "store": store_name, "status": status})
+        ray.tune.report({**metrics, "step": stop, "store": store_name, "trial_status": status})
         if status != "ok":  # a broken trial does not train on
             return
 
