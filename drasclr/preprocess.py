@@ -11,6 +11,7 @@ registration ``T_i`` (atlas mm -> subject mm, DESIGN.md 3.3).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -23,7 +24,8 @@ import pandas as pd
 
 from drasclr.atlas import Atlas, build_atlas
 from drasclr.config import StageConfig, check
-from drasclr.io import InputError, Volume, read_ct, resample_isotropic
+from drasclr.fsutil import file_sha256
+from drasclr.io import InputError, Volume, content_hash, read_ct, resample_isotropic
 from drasclr.patches import cut_patches, lung_fraction
 from drasclr.register import (
     RegisterConfig,
@@ -43,6 +45,7 @@ __all__ = [
     "SubjectResult",
     "atlas_from_ct",
     "discover_inputs",
+    "input_hash",
     "process_subject",
 ]
 
@@ -212,6 +215,50 @@ def discover_inputs(inputs: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["subject_id", "input_path"])
 
 
+def mhd_data_files(header: str | Path) -> list[Path]:
+    """The data files a MetaImage header (``.mhd``) points at (empty for ``LOCAL`` data).
+
+    Handles ``ElementDataFile = <file>``, ``LIST`` (one file name per following line) and the
+    ``<printf pattern> <min> <max> <step>`` form; names are relative to the header's folder.
+
+    Raises:
+        InputError: the header names no data file, or a named file does not exist.
+    """
+    header = Path(header)
+    lines = header.read_bytes().decode("latin-1").splitlines()
+    at = next((i for i, ln in enumerate(lines) if ln.split("=")[0].strip() == "ElementDataFile"),
+              None)
+    if at is None or "=" not in lines[at]:
+        raise InputError(header, "MetaImage header has no ElementDataFile line")
+    value = lines[at].split("=", 1)[1].strip()
+    if value.upper() == "LOCAL":
+        return []
+    if value.upper().startswith("LIST"):
+        names = [ln.strip() for ln in lines[at + 1 :] if ln.strip()]
+    elif "%" in value and len(value.split()) == 4:
+        pattern, lo, hi, step = value.split()
+        names = [pattern % i for i in range(int(lo), int(hi) + 1, int(step))]
+    else:
+        names = [value]
+    files = [header.parent / n for n in names]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise InputError(header, f"MetaImage data file(s) not found: {missing[:3]}")
+    return files
+
+
+def input_hash(path: str | Path) -> str:
+    """Content hash of one input: :func:`drasclr.io.content_hash`, and for a MetaImage header
+    (``.mhd``) also of the data file(s) it points at, so a changed ``.raw`` is re-processed."""
+    digest = content_hash(path)
+    if not str(path).lower().endswith(".mhd"):
+        return digest
+    h = hashlib.sha256(digest.encode())
+    for f in mhd_data_files(path):
+        h.update(f.name.encode() + file_sha256(f).encode())
+    return h.hexdigest()
+
+
 # ----------------------------------------------------------------------------------- threads
 def set_worker_threads(n: int) -> None:
     """Pin the numerical libraries of this process to ``n`` threads (reproducible timings)."""
@@ -279,6 +326,10 @@ def process_subject(
         labels = segment_lungs(Volume(hu, iso.geometry), config.segment)
         lung_ml = float(np.count_nonzero(labels)) * iso.geometry.voxel_volume_ml()
         record["lung_volume_ml"] = lung_ml
+        if lung_ml > 0:  # the image-level LAA-950 baseline, on this pipeline's own lung mask
+            from drasclr.evaluate.baselines import laa950  # lazy: evaluate imports this module
+
+            record["laa950"] = laa950(hu, labels)
         record["t_segment"] = t() - t0
         if lung_ml < config.min_lung_ml:
             raise SubjectError(

@@ -47,11 +47,12 @@ from tqdm.auto import tqdm
 
 from drasclr.atlas import Atlas, load_atlas
 from drasclr.fsutil import atomic_write_bytes, atomic_write_text
-from drasclr.io import InputError, content_hash
+from drasclr.io import InputError
 from drasclr.preprocess import (
     PreprocessConfig,
     SubjectResult,
     discover_inputs,
+    input_hash,
     process_subject,
     set_worker_threads,
     stage_seconds,
@@ -224,7 +225,7 @@ def _inputs_with_hashes(inputs: str | Path, progress: bool) -> pd.DataFrame:
     errors = []
     for p in tqdm(table["input_path"], desc="hash inputs", disable=not progress, unit="scan"):
         try:
-            hashes.append(content_hash(p))
+            hashes.append(input_hash(p))
             errors.append(None)
         except (InputError, OSError) as err:
             hashes.append("missing")

@@ -707,13 +707,16 @@ def _markdown(
               markdown_table(powered_wide(powered), index="method"), ""]
     if t2 is not None:
         L += ["## Table 2 — image-level readouts (the paper's plain mean, fold-mean scores)", "",
-              "R² for log FEV1pp and log FEV1/FVC; accuracy / 1-off accuracy in %.", "",
+              "R² for log FEV1pp and log FEV1/FVC; accuracy / 1-off accuracy in %. "
+              "LAA-950 (image) is computed inside the pipeline's own lung mask (preprocessing's "
+              "segmentation), as a user would, not inside the generator's truth mask.", "",
               markdown_table(wide_readouts(t2), index="method"), ""]
         L += _img(made, "readouts", out, "image readouts")
     if t3 is not None:
         L += ["## Table 3 — survival (time-dependent C-index ± bootstrap s.e.)", "",
               ("Every model holds the five confounders (age, sex, race, smoking status, "
-              "pack-years); `clinical` rows are the same for every method."), "",
+              "pack-years); `clinical` rows are fitted on the same subjects as the imaging "
+              "rows they are compared with (column `subjects` of the table names them)."), "",
               markdown_table(survival_wide(t3), index="method: model"), ""]
         L += _img(made, "survival", out, "survival")
     if t5 is not None:

@@ -1,7 +1,8 @@
 """Parquet tables with JSON-described schemas (``schemas/*.json``), validated on read and write.
 
 A schema file lists the table's columns with an Arrow type, nullability and simple constraints
-(``min``/``max`` inclusive, ``exclusive_min``, ``allowed`` values, ``unique``). Tables are written
+(``min``/``max`` inclusive, ``exclusive_min``, ``allowed`` values, ``unique``; ``optional`` for a
+nullable column added later, which older files lack and read as nulls). Tables are written
 atomically and checked against their schema both when written and when read, so a labels table
 that breaks its contract is rejected with the file, column and first offending row named.
 """
@@ -56,6 +57,9 @@ class Column:
     exclusive_min: bool = False
     allowed: tuple[Any, ...] | None = None
     unique: bool = False
+    optional: bool = False
+    """Added after the schema version: files written before it lack the column and read it as
+    all nulls (only for nullable columns)."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,9 @@ def _as_table(data: pa.Table | pd.DataFrame) -> pa.Table:
 def conform(data: pa.Table | pd.DataFrame, schema: TableSchema, source: str = "table") -> pa.Table:
     """Select/cast columns to the schema and validate; raise SchemaError naming ``source``."""
     table = _as_table(data)
+    for col in schema.columns:
+        if col.optional and col.nullable and col.name not in table.column_names:
+            table = table.append_column(col.name, pa.nulls(len(table), _TYPES[col.type]))
     missing = [n for n in schema.names if n not in table.column_names]
     if missing:
         raise SchemaError(f"{source}: missing column(s) {missing} required by schema '{schema.name}'")

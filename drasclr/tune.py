@@ -9,7 +9,8 @@ sweep restores the Tune experiment (finished trials are not run again).
 
 Output ``<out>/``: ``sweep_config.yaml``, ``tune/`` (Ray Tune storage), ``trials/<id>/`` (each
 trial's pretraining run), ``results.csv`` / ``results.parquet`` (one row per trial: parameters,
-final metrics) and ``sweep.png``.
+final metrics, ``status``: ``ok`` or ``failed: ...`` when the optimised metric is not finite,
+which is kept as NaN rather than turned into a score) and ``sweep.png``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import pandas as pd
 from drasclr.config import ConfigError, StageConfig, check
 from drasclr.fsutil import atomic_write_bytes
 
-__all__ = ["SweepConfig", "SPACES", "run_sweep", "trial_metrics", "RESULTS_FILE"]
+__all__ = ["RESULTS_FILE", "SPACES", "SweepConfig", "run_sweep", "trial_metrics", "trial_status"]
 
 RESULTS_FILE = "results.csv"
 
@@ -132,7 +133,6 @@ def trial_metrics(encoder: Any, store: Path, labels: pd.DataFrame) -> dict[str, 
     ``<task>_<metric>`` (fold mean) for Tune."""
     from drasclr.evaluate.readouts import image_readout_table
     from drasclr.features import FeaturesConfig, extract_patch_features
-
     from drasclr.features.output import image_table
 
     feats = extract_patch_features(encoder, store, FeaturesConfig(device="cpu"))
@@ -140,8 +140,17 @@ def trial_metrics(encoder: Any, store: Path, labels: pd.DataFrame) -> dict[str, 
     out: dict[str, float] = {}
     for r in table.itertuples():
         v = float(r.mean) if r.mean is not None else math.nan
-        out[f"{r.task}_{r.metric}"] = v if math.isfinite(v) else -1.0
+        out[f"{r.task}_{r.metric}"] = v if math.isfinite(v) else math.nan  # never a fake score
     return out
+
+
+def trial_status(value: Any, metric: str) -> str:
+    """``ok``, or ``failed: ...`` when the optimised metric is missing or not finite."""
+    try:
+        ok = math.isfinite(float(value))
+    except (TypeError, ValueError):
+        ok = False
+    return "ok" if ok else f"failed: {metric} is {value} (not a finite number)"
 
 
 def _trial(params: dict[str, Any], *, sweep: dict[str, Any], stores: dict[str, str],
@@ -172,7 +181,10 @@ def _trial(params: dict[str, Any], *, sweep: dict[str, Any], stores: dict[str, s
         assert ckpt is not None
         enc = _encoder_from_checkpoint(ckpt, pcfg.conditioning, pcfg.experts)
         metrics = trial_metrics(enc, store, lab)
-        ray.tune.report({**metrics, "step": stop, "store": store_name})
+        status = trial_status(metrics.get(cfg.metric), cfg.metric)
+        ray.tune.report({**metrics, "step": stop, "store": store_name, "trial_status": status})
+        if status != "ok":  # a broken trial does not train on
+            return
 
 
 def run_sweep(
@@ -240,6 +252,7 @@ def run_sweep(
         "step", "store", "training_iteration", config.metric, "trial_id")]
     keep += [c for c in frame.columns if c.endswith(("_r2", "_accuracy")) and c not in keep]
     table = frame[keep].rename(columns=lambda c: c.replace("config/", "param_"))
+    table["status"] = [trial_status(v, config.metric) for v in table[config.metric]]
     table = table.sort_values(config.metric, ascending=config.mode == "min")
     table.to_csv(out / RESULTS_FILE, index=False)
     table.to_parquet(out / "results.parquet", index=False)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 from pathlib import Path
 
 import numpy as np
@@ -97,15 +96,12 @@ def test_grid_rejects_bad_masks() -> None:
 
 
 def test_reference_grid_has_575_published_patches(reference_atlas) -> None:
-    mask, _ = reference_atlas
-    start = time.perf_counter()
+    mask, _ = reference_atlas  # its speed: `drasclr bench kernels --atlas-mask ...`
     corners = build_landmark_grid(mask, patch=32, step=26, min_lung=0.10)
-    elapsed = time.perf_counter() - start
     published = np.load(PUBLISHED_GRID)
     assert corners.shape == (575, 3)
     assert set(map(tuple, corners.tolist())) <= set(map(tuple, published.tolist()))
     assert np.all(corners % 26 == 0)  # lattice anchored at voxel 0
-    assert elapsed < 1.0
 
 
 # ----------------------------------------------------------------------------- published grid

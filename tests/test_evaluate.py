@@ -441,6 +441,25 @@ def test_compare_methods_and_survival_methods() -> None:
         {"drasclr": feats, "random": noise}, labels, FAST, models=survival.SURVIVAL_MODELS[:2]
     )
     assert surv.groupby("method").size().to_dict() == {"clinical": 3, "drasclr": 3, "random": 3}
+    assert set(surv["subjects"]) == {"subjects of drasclr, random"}
+
+
+def test_survival_clinical_rows_use_each_comparisons_subjects() -> None:
+    """A method missing features for some subjects gets clinical rows on its own subjects."""
+    feats, labels = cohort(40, seed=6)
+    partial = feats.copy()
+    partial.loc[partial.index[:10], [c for c in partial.columns if c != "subject_id"]] = np.nan
+    surv = survival.survival_methods_table(
+        {"full": feats, "partial": partial}, labels, FAST, models=survival.SURVIVAL_MODELS[:2]
+    )
+    n = surv.groupby("method")["n"].unique().map(lambda v: v.tolist()).to_dict()
+    assert n == {"full": [40], "partial": [30], "clinical (subjects of full)": [40],
+                 "clinical (subjects of partial)": [30]}
+    by_set = surv.groupby("subjects")["method"].unique().map(set).to_dict()
+    assert by_set == {"subjects of full": {"full", "clinical (subjects of full)"},
+                      "subjects of partial": {"partial", "clinical (subjects of partial)"}}
+    clin = surv[surv["group"] == "clinical"].set_index(["method", "quantile"])["c_index"]
+    assert not np.allclose(clin["clinical (subjects of full)"], clin["clinical (subjects of partial)"])
 
 
 # ------------------------------------------------------------------------------------ figures

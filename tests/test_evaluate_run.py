@@ -105,8 +105,14 @@ def test_tables_have_every_method_and_finite_scores(evaluated: dict) -> None:
 
 
 def test_laa_baselines_are_fractions(evaluated: dict) -> None:
+    from drasclr.store import PatchStore
+
     frac = _read(evaluated["out"], "detected_fraction")
     assert frac["laa950"].between(0, 1).all()
+    # LAA-950 (image) is preprocessing's value on its own lung mask, never the truth mask's
+    man = PatchStore(evaluated["store"]).manifest.set_index("subject_id")
+    np.testing.assert_allclose(frac["laa950"], man.loc[frac["subject_id"], "laa950"], rtol=0,
+                               atol=1e-12)
     for name in ("DrasCLR", "random encoder"):
         col = frac[f"{name}: emphysema"]
         assert col.notna().all() and col.between(0, 1).all()
@@ -129,9 +135,16 @@ def test_dense_outputs_and_rule(evaluated: dict) -> None:
     assert d["prob"].shape[1:] == d["ct"].shape == d["truth"].shape
     assert ((d["prob"] >= 0) & (d["prob"] <= 1)).all()
     rule = _read(out, "table5_box_rule")
-    if not rule.empty:
-        assert set(rule["rule"]) == {"paper (25 %)", "chosen fraction (departure)"}
-        assert (rule.loc[rule["rule"] == "paper (25 %)", "fraction"] == 0.25).all()
+    dboxes = _read(out, "dense_boxes")
+    assert not dboxes.empty, "no box of a dense subject was scored: the rule is not tested"
+    assert set(rule["rule"]) == {"paper (25 %)", "chosen fraction (departure)"}
+    assert (rule.loc[rule["rule"] == "paper (25 %)", "fraction"] == 0.25).all()
+    # one row per rule for every (method, task) scored, each over that task's dense boxes
+    for (method, task), grp in dboxes.groupby(["method", "task"]):
+        rows = rule[(rule["method"] == method) & (rule["task"] == task)]
+        assert len(rows) == 2 and (rows["n_boxes"] == len(grp)).all()
+        assert (rows["n_positive"] == int((grp["label"] == task).sum())).all()
+    assert rule[["f1", "precision", "recall"]].stack().between(0, 1).all()
 
 
 def test_results_json_and_skip_if_done(evaluated: dict) -> None:
@@ -140,7 +153,8 @@ def test_results_json_and_skip_if_done(evaluated: dict) -> None:
     assert res["cohort"]["n_subjects"] == 8 and res["cohort"]["preset"] == "tiny"
     assert res["methods"]["DrasCLR (random locations)"]["random_locations"] is True
     assert res["seconds"]["total"] > 0 and res["notes"]
-    assert any("truth" in n and "LAA-950 (image)" in n for n in res["notes"])
+    assert any("LAA-950 (image)" in n and "pipeline's own lung mask" in n and "not the" in n
+               for n in res["notes"])
     again = run_evaluation(evaluated["cohort"], evaluated["store"], evaluated["feats"],
                            evaluated["out"], CFG, encoders=evaluated["encoders"], progress=False)
     assert again["fingerprint"] == res["fingerprint"]
@@ -154,6 +168,8 @@ def test_report_has_tables_and_figures(evaluated: dict) -> None:
                     "## Fig. 5", "## Fig. 4", "## Fig. 3", "## Preprocessing QC"):
         assert heading in text, heading
     assert "not run" in text  # fine-tuning is off and the report says so
+    assert "LAA-950 (image) is computed inside the pipeline's own lung mask" in text
+    assert "fitted on the same subjects as the imaging rows" in text
     figs = report.parent / "figures"
     for name in ("readouts", "survival", "box_detection", "label_efficiency",
                  "fraction_by_gold", "dense_overlays", "qc_sheet"):
@@ -239,3 +255,25 @@ def test_finetuner_learns_a_separable_toy_problem() -> None:
     p = tuner.predict_proba_pos(pos)
     assert p.shape == (n,) and np.isfinite(p).all()
     assert p[y == 1].mean() > p[y == 0].mean()
+
+
+def test_probe_encoder_must_match_the_features(evaluated: dict, tmp_path: Path) -> None:
+    """A box probe fitted on one encoder is never applied to another encoder's features."""
+    from drasclr.evaluate.boxes import encoder_mismatch
+    from drasclr.evaluate.run import EvaluationError
+    from drasclr.features.encoding import encoder_fingerprint
+
+    feats, encoders = evaluated["feats"], evaluated["encoders"]
+    with pytest.raises(EvaluationError, match="DrasCLR.*extracted with encoder"):
+        run_evaluation(evaluated["cohort"], evaluated["store"], {"DrasCLR": feats["DrasCLR"]},
+                       tmp_path / "ev", CFG, encoders={"DrasCLR": encoders["random encoder"]},
+                       progress=False)
+    assert not (tmp_path / "ev" / "results.json").exists()
+    # the same weights match across an export folder and the loaded module
+    from drasclr.train.export import load_encoder
+
+    export = encoders["random encoder"]
+    loaded, _ = load_encoder(export)
+    assert encoder_mismatch(encoder_fingerprint(loaded), export) is None
+    assert encoder_mismatch(encoder_fingerprint(export), export) is None
+    assert "pass the export folder" in str(encoder_mismatch(encoder_fingerprint(export), loaded))

@@ -14,10 +14,10 @@ from drasclr.nn import (
     HyperConv3d,
     LocCondConv3d,
     ProjectionHead,
+    condconv,
     hu_to_input,
     plan_locations,
 )
-from drasclr.nn import condconv
 
 MIXED_PATHS = ("grouped", "experts", "batched", "split", "loop", "auto")
 
@@ -199,3 +199,40 @@ def test_hu_to_input() -> None:
     out = hu_to_input(hu)
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, torch.tensor([-1.0, -1.0, 0.0, 1.0, 1.0]))
+
+
+# ----------------------------------------------------------------------------- speed timing
+def test_best_seconds_brackets_every_timed_call_with_cuda_synchronisation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Queued CUDA work is waited for before and after each timed call (not only launched)."""
+    from drasclr.nn import speed
+
+    calls: list[str] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: calls.append("sync"))
+    speed.best_seconds(lambda: calls.append("fn"), repeats=2, warmup=1)
+    assert calls == ["fn", "sync"] + ["sync", "fn", "sync"] * 2
+
+
+def test_every_encoder_path_is_timed_the_same_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-sample loop gets the same warm-up and best-of-N as the batched paths."""
+    from collections import Counter
+
+    from drasclr.nn import speed
+    from drasclr.nn.encoder import DrasEncoder
+
+    counts: Counter[str] = Counter()
+    forward = DrasEncoder.forward
+
+    def counting(self: DrasEncoder, x: torch.Tensor, loc: torch.Tensor,
+                 path: str = "auto") -> torch.Tensor:
+        counts[path] += 1
+        return forward(self, x, loc, path)
+
+    monkeypatch.setattr(DrasEncoder, "forward", counting)
+    res = speed.encoder_forward_speed(batch_size=2, paths=("batched", "loop"), repeats=2,
+                                      threads=1)
+    assert counts["loop"] == counts["batched"] == 3  # one warm-up + two timed calls each
+    assert set(res["samples_per_s"]) == {"batched", "loop"}

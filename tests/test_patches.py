@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -168,26 +167,23 @@ def test_lung_fraction_matches_naive() -> None:
         assert frac[j] == pytest.approx(expected, abs=1e-6)
 
 
-def test_cut_575_patches_from_300_cubed_is_fast() -> None:
+def test_cut_575_patches_from_300_cubed() -> None:
+    """The benchmark's problem size (its speed is printed by ``drasclr bench kernels``)."""
     rng = np.random.default_rng(4)
     volume = rng.integers(-1024, 240, size=(300, 300, 300)).astype(np.int16)
     geom = ((1.0, 1.0, 1.0), (-150.0, -150.0, -150.0), np.eye(3))
-    centres = rng.uniform(-140, 140, size=(575, 3))
-    best = np.inf
-    for _ in range(3):
-        start = time.perf_counter()
-        patches, _ = cut_patches(volume, geom, centres)
-        best = min(best, time.perf_counter() - start)
-    print(f"cut 575 patches of 32^3 from 300^3 int16: {best * 1000:.0f} ms")
-    assert patches.shape == (575, P, P, P)
-    assert best < 0.5
+    centres = np.rint(rng.uniform(-140, 140, size=(575, 3)))
+    patches, in_view = cut_patches(volume, geom, centres)
+    assert patches.shape == (575, P, P, P) and patches.dtype == np.int16
+    i = int(np.flatnonzero(in_view)[0])
+    x, y, z = (centres[i] + 150).astype(int) - P // 2  # integer centres: an exact array slice
+    np.testing.assert_array_equal(patches[i], volume[z : z + P, y : y + P, x : x + P])
 
 
 def test_accepts_io_geometry_and_agrees_with_it() -> None:
     """``drasclr.io.Geometry`` is geometry-like and maps indices to mm the same way."""
-    io = pytest.importorskip("drasclr.io")
-    if not hasattr(io, "Geometry"):
-        pytest.skip("drasclr.io has no Geometry")
+    from drasclr import io  # the project's own module: an import error must fail, not skip
+
     direction = _rotation(5, 30) @ np.diag([1.0, -1.0, 1.0])
     geom = io.Geometry(spacing=(0.7, 0.8, 1.25), origin=(-120.5, 33.0, -900.25),
                        direction=tuple(direction.ravel()), shape=(10, 12, 14))

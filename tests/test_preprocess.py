@@ -88,6 +88,55 @@ def test_store_contents_and_qc(reference_store: Path, cohort: Path, atlas_dir: P
     assert (reference_store / "labels.parquet").is_file()
 
 
+def test_manifest_keeps_laa950_of_the_pipelines_own_lung_mask(reference_store: Path,
+                                                             cohort: Path) -> None:
+    """LAA-950 and lung volume from preprocessing's own segmentation, not a truth mask."""
+    from drasclr.evaluate.baselines import laa950
+    from drasclr.preprocess import clipped_ct
+    from drasclr.segment import segment_lungs
+
+    m = PatchStore(reference_store).manifest.set_index("subject_id")
+    assert m["laa950"].between(0, 1).all() and m["laa950"].nunique() == len(m)
+    sid = "SYN00001"
+    iso = clipped_ct(read_ct(cohort / "images" / f"{sid}.nii.gz"), CFG.spacing_mm)
+    lungs = segment_lungs(iso, CFG.segment)
+    assert m.loc[sid, "laa950"] == pytest.approx(laa950(iso.array, lungs), abs=1e-12)
+    assert m.loc[sid, "lung_volume_ml"] == pytest.approx(
+        np.count_nonzero(lungs) * iso.geometry.voxel_volume_ml())
+
+
+def test_mhd_inputs_are_hashed_with_their_raw_data(tmp_path: Path) -> None:
+    """A changed ``.raw`` changes the input hash (a re-run re-processes it); a missing one is an
+    error naming the file."""
+    from drasclr.preprocess import mhd_data_files
+    from drasclr.preprocess_run import _inputs_with_hashes
+
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    sitk.WriteImage(sitk.GetImageFromArray(np.full((4, 5, 6), -1000, np.int16)),
+                    str(folder / "a.mhd"), False)
+    raw = folder / "a.raw"
+    assert mhd_data_files(folder / "a.mhd") == [raw]
+    header = (folder / "a.mhd").read_bytes()
+    first = _inputs_with_hashes(folder, False).iloc[0]
+    data = bytearray(raw.read_bytes())
+    data[0] ^= 1
+    raw.write_bytes(bytes(data))
+    second = _inputs_with_hashes(folder, False).iloc[0]
+    assert (folder / "a.mhd").read_bytes() == header
+    assert first["input_hash"] != second["input_hash"]
+    raw.unlink()
+    third = _inputs_with_hashes(folder, False).iloc[0]
+    assert third["input_hash"] == "missing" and "a.raw" in third["hash_error"]
+    # LIST and numbered-pattern headers name several slice files
+    (folder / "b.mhd").write_text("NDims = 3\nElementDataFile = LIST\ns0.raw\ns1.raw\n")
+    (folder / "c.mhd").write_text("NDims = 3\nElementDataFile = s%d.raw 0 1 1\n")
+    for name in ("s0.raw", "s1.raw"):
+        (folder / name).write_bytes(b"\0" * 8)
+    want = [folder / "s0.raw", folder / "s1.raw"]
+    assert mhd_data_files(folder / "b.mhd") == want == mhd_data_files(folder / "c.mhd")
+
+
 def test_rerun_skips_and_is_identical(reference_store: Path, cohort: Path, atlas_dir: Path,
                                       tmp_path: Path) -> None:
     before = store_digest(reference_store)

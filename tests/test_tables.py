@@ -67,3 +67,22 @@ def test_read_rejects_foreign_and_bad_files(tmp_path: Path) -> None:
     junk.write_bytes(b"not parquet")
     with pytest.raises(SchemaError, match="not a readable table"):
         read_frame(junk, "boxes")
+
+
+def test_optional_column_reads_as_nulls_from_older_files(tmp_path: Path) -> None:
+    """A manifest written before ``laa950`` existed still reads; the new column is all null."""
+    schema = load_schema("manifest")
+    col = next(c for c in schema.columns if c.name == "laa950")
+    assert col.optional and col.nullable
+    older = pa.schema([f for f in schema.arrow if f.name != "laa950"],
+                      metadata=schema.arrow.metadata)
+    path = tmp_path / "manifest.parquet"
+    pq.write_table(pa.Table.from_pylist([], schema=older), path)
+    frame = read_frame(path, "manifest")
+    assert "laa950" in frame.columns and frame["laa950"].isna().all()
+    # a column that is not optional is still required
+    required = pa.schema([f for f in schema.arrow if f.name != "dice"],
+                         metadata=schema.arrow.metadata)
+    pq.write_table(pa.Table.from_pylist([], schema=required), path)
+    with pytest.raises(SchemaError, match="dice"):
+        read_frame(path, "manifest")

@@ -59,28 +59,41 @@ def test_landmark_shards_disjoint_and_covering() -> None:
         landmark_shard(L, 9, 0)
 
 
+def _check_epoch(sm: LandmarkBatchSampler, epoch: int, valid: np.ndarray, table: np.ndarray) -> None:
+    """One epoch of ``sm``: sharded, valid, every full batch once, padding only repeats batches."""
+    B, k = sm.batch_size, sm.k
+    own = set(sm.landmarks.tolist())
+    n_batches = sum(len(sm.eligible_subjects(j)) // B for j in own)
+    assert n_batches == sm.batches_per_rank[sm.rank] >= 1
+    specs = [sm.spec(epoch * sm.steps_per_epoch + t) for t in range(sm.steps_per_epoch)]
+    for spec in specs:
+        assert spec.epoch == epoch and spec.landmark in own
+        assert spec.store_indices.shape == (B,)
+        assert np.array_equal(spec.neighbours, table[spec.landmark, :k])
+        for lm in [spec.landmark, *spec.neighbours]:
+            assert valid[lm, spec.store_indices].all(), "an invalid patch was batched"
+    # the first n_batches steps hold every full batch of every owned landmark, no subject twice
+    seen: dict[int, list[int]] = {j: [] for j in own}
+    for spec in specs[:n_batches]:
+        seen[spec.landmark].extend(spec.store_indices.tolist())
+    for j, subs in seen.items():
+        assert len(subs) == len(set(subs)) == len(sm.eligible_subjects(j)) // B * B
+    # the remaining (padding) steps cycle through the same batches in the same order
+    for t in range(n_batches, sm.steps_per_epoch):
+        pad, orig = specs[t], specs[t % n_batches]
+        assert pad.landmark == orig.landmark
+        assert np.array_equal(pad.store_indices, orig.store_indices)
+
+
 def test_batches_are_sharded_valid_and_complete(holey_store: Path) -> None:
     store = PatchStore(holey_store)
     valid, table = store.valid, store.neighbours
     B, k, world = 4, 2, 2
     samplers = [LandmarkBatchSampler(valid, table, B, k, r, world, seed=3) for r in range(world)]
     assert samplers[0].steps_per_epoch == samplers[1].steps_per_epoch
-    for r, sm in enumerate(samplers):
-        own = set(landmark_shard(L, world, r).tolist())
-        seen: dict[int, list[int]] = {}
-        for step in range(sm.steps_per_epoch):
-            spec = sm.spec(step)
-            assert spec.epoch == 0 and spec.landmark in own
-            assert spec.store_indices.shape == (B,)
-            assert np.array_equal(spec.neighbours, table[spec.landmark, :k])
-            for lm in [spec.landmark, *spec.neighbours]:
-                assert valid[lm, spec.store_indices].all(), "an invalid patch was batched"
-            seen.setdefault(spec.landmark, []).extend(spec.store_indices.tolist())
-        # every full batch of every owned landmark appears in the epoch, no subject twice
-        n_batches = sum(len(sm.eligible_subjects(j)) // B for j in own)
-        if n_batches == sm.steps_per_epoch:
-            for j, subs in seen.items():
-                assert len(subs) == len(set(subs)) == len(sm.eligible_subjects(j)) // B * B
+    for sm in samplers:
+        for epoch in (0, 1):
+            _check_epoch(sm, epoch, valid, table)
     # the next epoch is another shuffle
     a = [samplers[0].spec(t).store_indices for t in range(samplers[0].steps_per_epoch)]
     e1 = samplers[0].steps_per_epoch
@@ -90,6 +103,37 @@ def test_batches_are_sharded_valid_and_complete(holey_store: Path) -> None:
         LandmarkBatchSampler(valid, table, B, table.shape[1] + 1)
     with pytest.raises(LoaderError, match="no full batch"):
         LandmarkBatchSampler(valid, table, 64, k)
+
+
+def test_uneven_shards_cycle_the_smaller_plan() -> None:
+    """Batch counts 6 and 2: the small rank cycles its batches (a one-time pad crashed at step 4)."""
+    S, B = 6, 2
+    valid = np.zeros((4, S), dtype=bool)
+    valid[[0, 2]] = True  # rank 0 owns 0, 2: 3 batches each
+    valid[[1, 3], :2] = True  # rank 1 owns 1, 3: 1 batch each
+    table = np.array([[2], [0], [0], [2]], dtype=np.int64)
+    samplers = [LandmarkBatchSampler(valid, table, B, 1, r, 2, seed=5) for r in range(2)]
+    assert samplers[0].batches_per_rank == (6, 2)
+    assert [sm.steps_per_epoch for sm in samplers] == [6, 6]
+    for sm in samplers:
+        for epoch in range(3):
+            _check_epoch(sm, epoch, valid, table)
+
+
+@pytest.mark.parametrize(("num_landmarks", "world"), [(5, 2), (7, 3), (8, 3)])
+def test_landmarks_not_divisible_by_workers(num_landmarks: int, world: int) -> None:
+    rng = np.random.default_rng(num_landmarks * 10 + world)
+    S = 20
+    valid = rng.random((num_landmarks, S)) < 0.8
+    table = np.stack(
+        [(np.arange(num_landmarks) + d) % num_landmarks for d in (1, 2)], axis=1
+    ).astype(np.int64)
+    samplers = [LandmarkBatchSampler(valid, table, 3, 2, r, world, seed=1) for r in range(world)]
+    assert len({sm.steps_per_epoch for sm in samplers}) == 1
+    assert sorted(j for sm in samplers for j in sm.landmarks.tolist()) == list(range(num_landmarks))
+    for sm in samplers:
+        for epoch in range(2):
+            _check_epoch(sm, epoch, valid, table)
 
 
 def test_loader_reads_right_patches_and_resumes_position(holey_store: Path) -> None:

@@ -29,7 +29,7 @@ def test_neighbours_x_conditioning_sweep(tiny_store: dict[str, Path], tmp_path: 
     assert combos == {(0, "none"), (0, "loccondconv"), (2, "none"), (2, "loccondconv")}
     # every trial reported a downstream metric at least once (ASHA may stop some at rung 1)
     assert table["training_iteration"].between(1, 2).all()
-    assert table[cfg.metric].notna().all()
+    assert table[cfg.metric].notna().all() and (table["status"] == "ok").all()
     assert (out / "results.csv").exists() and (out / "sweep.png").stat().st_size > 5000
     assert pd.read_csv(out / "results.csv").shape[0] == 4
     # each trial pretrained for real: checkpoints in its own folder
@@ -47,3 +47,28 @@ def test_neighbours_x_conditioning_sweep(tiny_store: dict[str, Path], tmp_path: 
     assert (report.parent / "figures" / "sweep_ngb_x_cond.png").is_file()
     with pytest.raises(ConfigError, match="another sweep"):
         run_sweep({"tiny": tiny_store["store"]}, tiny_store["labels"], out, cfg.replace(steps=9))
+
+
+def test_non_finite_readout_is_nan_and_marks_the_trial_failed(monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:
+    """A readout that could not be computed is NaN (not -1.0, which reads as a real R²)."""
+    import math
+    from types import SimpleNamespace
+
+    from drasclr import features
+    from drasclr.evaluate import readouts
+    from drasclr.features import output
+    from drasclr.tune import trial_metrics, trial_status
+
+    table = pd.DataFrame({"task": ["log_fev1pp", "gold", "cle_score"],
+                          "metric": ["r2", "accuracy", "accuracy"],
+                          "mean": [float("-inf"), float("nan"), 0.5]})
+    monkeypatch.setattr(features, "extract_patch_features", lambda *a, **k: None)
+    monkeypatch.setattr(output, "image_table", lambda f: SimpleNamespace(to_pandas=lambda: None))
+    monkeypatch.setattr(readouts, "image_readout_table", lambda *a, **k: table)
+    got = trial_metrics(None, tmp_path, pd.DataFrame())
+    assert math.isnan(got["log_fev1pp_r2"]) and math.isnan(got["gold_accuracy"])
+    assert got["cle_score_accuracy"] == 0.5
+    assert trial_status(got["log_fev1pp_r2"], "log_fev1pp_r2").startswith("failed: ")
+    assert trial_status(None, "log_fev1pp_r2").startswith("failed: ")
+    assert trial_status(got["cle_score_accuracy"], "cle_score_accuracy") == "ok"

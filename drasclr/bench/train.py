@@ -9,7 +9,9 @@ Measured in one run and printed with the issue's targets:
   one shared kernel (target >= 0.9x static) and the static encoder;
 - fraction of step time waiting for data in a real single-process run over a synthetic store
   (target < 10 %);
-- memory-bank bytes per worker, measured vs ``L*K*D*4/N`` for N = 1, 2.
+- memory-bank bytes per worker, measured as the real allocation (process RSS growth, or the CUDA
+  allocator's statistics with ``--device cuda``) in N = 1 and N = 2 worker processes running at
+  once, printed beside ``L*K*D*4/N``.
 
 Wall-clock and CPU-time rates are both printed (:mod:`drasclr.nn.speed`); on a shared machine
 compare the CPU-time figures.
@@ -29,25 +31,64 @@ import torch
 from drasclr.nn.speed import encoder_forward_speed, training_step_speed
 
 
-def queue_memory(num_landmarks: int, queue_size: int, dim: int, workers: tuple[int, ...]
-                 ) -> list[dict[str, Any]]:
-    """Bytes of rank 0's memory bank when ``num_landmarks`` are sharded over N workers."""
+def _bank_allocation(num_landmarks: int, queue_size: int, dim: int, workers: int, rank: int,
+                     device: str) -> dict[str, Any]:
+    """In a fresh worker process: memory that building rank ``rank``'s memory bank allocates.
+
+    CPU: growth of the process's resident set (RSS) from just before to just after building the
+    bank (keys are written, so every page is touched). CUDA: growth of the caching allocator's
+    ``memory_allocated``.
+    """
+    import gc
+
+    import psutil
+
     from drasclr.moco.memory_bank import MemoryBank
     from drasclr.train.loader import landmark_shard
-    from drasclr.train.loop import queue_bytes
+
+    own = landmark_shard(num_landmarks, workers, rank).tolist()
+    dev = torch.device(device)
+    proc = psutil.Process()
+    gc.collect()
+    if dev.type == "cuda":
+        torch.cuda.init()
+        before = torch.cuda.memory_allocated(dev)
+        bank = MemoryBank(own, size=queue_size, dim=dim).to(dev)
+        torch.cuda.synchronize(dev)
+        measured, source = torch.cuda.memory_allocated(dev) - before, "cuda memory_allocated"
+    else:
+        before = proc.memory_info().rss
+        bank = MemoryBank(own, size=queue_size, dim=dim)
+        gc.collect()
+        measured, source = proc.memory_info().rss - before, "process RSS"
+    return {"rank": rank, "landmarks": len(own), "measured_bytes": int(measured),
+            "source": source,
+            "tensor_bytes": sum(b.nelement() * b.element_size() for b in bank.buffers())}
+
+
+def queue_memory(num_landmarks: int, queue_size: int, dim: int, workers: tuple[int, ...],
+                 device: str = "cpu") -> list[dict[str, Any]]:
+    """Memory each worker's memory bank really allocates, with N workers running at once.
+
+    For each N, N fresh processes (spawned together, one per rank) each build their shard's
+    bank and report its allocation (:func:`_bank_allocation`); the formula ``L*K*D*4/N`` is
+    printed beside it, not substituted for it.
+    """
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
 
     rows = []
     for n in workers:
-        own = landmark_shard(num_landmarks, n, 0)
-        bank = MemoryBank(own.tolist(), size=queue_size, dim=dim)
+        with ProcessPoolExecutor(n, mp_context=mp.get_context("spawn")) as pool:
+            futs = [pool.submit(_bank_allocation, num_landmarks, queue_size, dim, n, r, device)
+                    for r in range(n)]
+            ranks = [f.result() for f in futs]
         rows.append({
             "workers": n,
-            "landmarks_rank0": len(own),
-            "measured_bytes": queue_bytes(bank),
-            "keys_bytes": bank.keys.nelement() * bank.keys.element_size(),
+            "ranks": ranks,
+            "measured_bytes_max": max(r["measured_bytes"] for r in ranks),
             "formula_bytes": num_landmarks * queue_size * dim * 4 / n,
         })
-        del bank
     return rows
 
 
@@ -83,7 +124,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         repeats=args.repeats, threads=args.threads, device=args.device,
     )
     out["data_wait"] = data_wait(args.wait_batch, args.wait_steps, 32, args.threads)
-    out["queue_memory"] = queue_memory(args.landmarks, args.queue_size, 128, (1, 2))
+    out["queue_memory"] = queue_memory(args.landmarks, args.queue_size, 128, (1, 2), args.device)
     out["seconds"] = time.perf_counter() - t0
     return out
 
@@ -113,10 +154,11 @@ def _print(res: dict[str, Any]) -> None:
     print(f"\ndata wait (single-process run, B={dw['batch_size']}, {dw['steps']} steps, P=32): "
           f"{100 * dw['data_wait_fraction']:.2f} % of step time (target < 10 %), "
           f"{dw['samples_per_s']:.1f} samples/s")
-    print("\nmemory bank per worker (rank 0):")
+    print("\nmemory bank per worker, measured in N worker processes at once:")
     for q in res["queue_memory"]:
-        print(f"  N={q['workers']}: {q['landmarks_rank0']} landmarks, measured "
-              f"{q['measured_bytes'] / 2**20:.1f} MiB (keys {q['keys_bytes'] / 2**20:.1f} MiB) vs "
+        per = ", ".join(f"rank {r['rank']} ({r['landmarks']} landmarks) "
+                        f"{r['measured_bytes'] / 2**20:.1f} MiB" for r in q["ranks"])
+        print(f"  N={q['workers']}: {per} [{q['ranks'][0]['source']}] vs "
               f"L*K*D*4/N = {q['formula_bytes'] / 2**20:.1f} MiB")
     if not res["cuda_available"]:
         print("\nGPU: not available on this machine (no samples/s per GPU, no NCCL run)")

@@ -30,7 +30,15 @@ from torch import Tensor, nn
 
 from drasclr.evaluate.baselines import laa950, patch_laa950
 from drasclr.features.dense import LandmarkBounds, apply_affine
-from drasclr.features.encoding import encode_patches, inference, on_device, pick_device
+from drasclr.features.encoding import (
+    EncoderSource,
+    encode_patches,
+    encoder_fingerprint,
+    inference,
+    on_device,
+    pick_device,
+    resolve_encoder,
+)
 from drasclr.io import Geometry, Volume, read_ct, read_mask, resample_isotropic
 from drasclr.patches import cut_patches
 from drasclr.preprocess import clipped_ct
@@ -217,6 +225,33 @@ def concat_boxes(parts: Sequence[BoxPatches], patch: int = 32) -> BoxPatches:
         np.concatenate([p.locations for p in parts]),
         np.concatenate([p.in_view for p in parts]),
     )
+
+
+def encoder_mismatch(features_encoder: str, encoder: EncoderSource) -> str | None:
+    """Why ``encoder`` is not the encoder a feature folder was extracted with, or None.
+
+    A box probe is fitted on ``encoder``'s box features and applied to the folder's patch
+    features, so both must come from the same weights. ``features_encoder`` is the folder's
+    ``features_info.json`` ``parts.encoder`` (``module:<hash>`` of a state dict or ``export:<hash>``
+    of export files). An export compared with an in-memory fingerprint is loaded and its state
+    dict hashed; an in-memory module cannot be matched to an export fingerprint (pass the export
+    folder instead).
+    """
+    given = encoder_fingerprint(encoder)
+    if given == features_encoder:
+        return None
+    kind = features_encoder.split(":", 1)[0]
+    if kind == "module" and not isinstance(encoder, nn.Module):
+        module, _ = resolve_encoder(encoder)
+        if encoder_fingerprint(module) == features_encoder:
+            return None
+        given = f"{given} (loaded: {encoder_fingerprint(module)})"
+    elif kind == "export" and isinstance(encoder, nn.Module):
+        return (
+            f"the features were extracted from an encoder export ({features_encoder}) and an "
+            f"in-memory module ({given}) cannot be checked against it; pass the export folder"
+        )
+    return f"the features were extracted with encoder {features_encoder}, the given encoder is {given}"
 
 
 def encode_boxes(

@@ -61,6 +61,7 @@ from drasclr.evaluate.boxes import (
     cut_boxes,
     describe_boxes,
     encode_boxes,
+    encoder_mismatch,
     fit_probe,
     read_scan,
     subject_groups,
@@ -304,6 +305,9 @@ def run_evaluation(
         raise EvaluationError(f"{cohort}: no labels.parquet; pass the cohort folder")
     store = PatchStore(store_dir)
     feats = {name: read_method(name, folder) for name, folder in methods.items()}
+    for name, enc in encoders.items():  # box probes are fitted on enc, applied to the features
+        if (why := encoder_mismatch(feats[name].encoder_fingerprint, enc)) is not None:
+            raise EvaluationError(f"method {name!r}: {feats[name].folder}: {why}")
     fp = _fingerprint(cohort, store, feats, encoders, cfg)
     done = out / RESULTS_FILE
     if done.is_file() and not overwrite:
@@ -359,17 +363,19 @@ def run_evaluation(
 
     with ThreadPoolExecutor(max_workers=cfg.read_workers) as pool:
         visited = list(pool.map(visit, subjects))
+    # the baseline a user can compute: preprocessing's own lung mask, never the generator's truth
     laa_image = pd.DataFrame(
-        {ID_COLUMN: [v[0] for v in visited], "laa950": [v[1] for v in visited]}
+        {ID_COLUMN: subjects, "laa950": manifest.loc[subjects, "laa950"].to_numpy(np.float64)}
     )
     box_data = concat_boxes([v[2] for v in visited if v[2] is not None], store.patch_size)
     scans = {v[0]: v[3] for v in visited if v[3] is not None}
-    lung_sources = sorted({v[4] for v in visited})
+    n_laa = int(laa_image["laa950"].notna().sum())
     notes.append(
-        f"LAA-950 (image): share of lung voxels < -950 HU on the native CT inside the "
-        f"{' / '.join(lung_sources)} lung mask"
-        + (" (the cohort's truth/<id>_lungs.nii.gz)" if "truth" in lung_sources else "")
-        + "; the store keeps no lung masks."
+        "LAA-950 (image): share of lung voxels < -950 HU inside the pipeline's own lung mask "
+        "(preprocessing's segmentation of the 1 mm clipped CT, manifest column laa950), not the "
+        f"synthetic cohort's truth mask; known for {n_laa} of {len(subjects)} subjects"
+        + ("" if n_laa == len(subjects) else " (the store predates the column: re-preprocess)")
+        + "."
     )
     clock.mark("read scans + cut boxes", t0)
 
@@ -383,7 +389,8 @@ def run_evaluation(
 
     # ---------------------------------------------------------------- Table 2
     t0 = time.perf_counter()
-    image_methods = {**frames, LAA_IMAGE: laa_image, LAA_PATCH: laa_patch}
+    laa_rows = {LAA_IMAGE: laa_image} if laa_image["laa950"].notna().any() else {}
+    image_methods = {**frames, **laa_rows, LAA_PATCH: laa_patch}
     table2 = compare_methods(image_methods, labels, cfg)
     files["table2"] = save_table(table2, out, "table2_image_readouts")
     clock.mark("table 2: image readouts", t0)
@@ -421,7 +428,7 @@ def run_evaluation(
     # ---------------------------------------------------------------- Table 3
     t0 = time.perf_counter()
     try:
-        table3 = survival_methods_table({**frames, LAA_IMAGE: laa_image}, labels, cfg)
+        table3 = survival_methods_table({**frames, **laa_rows}, labels, cfg)
         files["table3"] = save_table(table3, out, "table3_survival")
     except ValueError as err:
         table3 = None
@@ -643,8 +650,11 @@ def _headline(
         img = table3[table3["model"] == "imaging"]
         means = img.groupby("method")["c_index"].mean()
         out["survival"] = {k: float(v) for k, v in means.items()}
-        clin = table3[table3["group"] == "clinical"].groupby("model")["c_index"].mean()
-        out["survival_clinical"] = {k: float(v) for k, v in clin.items()}
+        clin = table3[table3["group"] == "clinical"].groupby(["method", "model"], sort=False)
+        out["survival_clinical"] = {  # one entry per subject set the clinical rows were fitted on
+            (model if method == "clinical" else f"{model} [{method}]"): float(v)
+            for (method, model), v in clin["c_index"].mean().items()
+        }
     if table5 is not None:
         for (task, metric), grp in table5.groupby(["task", "metric"], sort=False):
             if metric != "f1":

@@ -259,22 +259,11 @@ SURVIVAL_COLUMNS = [
 ]
 
 
-def survival_table(
-    features: FeatureInput,
-    labels: pd.DataFrame,
-    cfg: EvaluateConfig | None = None,
-    models: Sequence[SurvivalModel] = SURVIVAL_MODELS,
-) -> pd.DataFrame:
-    """The survival table for one features frame (all rows on the same subjects).
-
-    Subjects need image features and every label used by ``models`` (survival, confounders,
-    spirometry, BODE); others (e.g. ``n_valid = 0``) are left out. Evaluation times are the
-    ``cfg.survival_quantiles`` percentiles of the observed follow-up times of those subjects.
-
-    Returns:
-        Tidy DataFrame: model, group, quantile, time, c_index, se, n, n_events, n_folds.
-    """
-    cfg = cfg or EvaluateConfig()
+def _survival_data(
+    features: FeatureInput, labels: pd.DataFrame, models: Sequence[SurvivalModel]
+) -> tuple[pd.DataFrame, list[str]]:
+    """The subjects a survival table uses (features and every needed label present), sorted by
+    id so the same subjects get the same folds for every method; and the feature columns."""
     frame, _ = complete_rows(as_feature_frame(features))
     feat_cols = feature_columns(frame)
     needed = [
@@ -292,9 +281,33 @@ def survival_table(
         .merge(lab, on=ID_COLUMN)
         .dropna(subset=needed)
     )
-    data = data.sort_values(
-        ID_COLUMN, kind="stable"
-    )  # same subjects -> same folds for every method
+    return data.sort_values(ID_COLUMN, kind="stable"), feat_cols
+
+
+def survival_table(
+    features: FeatureInput,
+    labels: pd.DataFrame,
+    cfg: EvaluateConfig | None = None,
+    models: Sequence[SurvivalModel] = SURVIVAL_MODELS,
+) -> pd.DataFrame:
+    """The survival table for one features frame (all rows on the same subjects).
+
+    Subjects need image features and every label used by ``models`` (survival, confounders,
+    spirometry, BODE); others (e.g. ``n_valid = 0``) are left out. Evaluation times are the
+    ``cfg.survival_quantiles`` percentiles of the observed follow-up times of those subjects.
+
+    Returns:
+        Tidy DataFrame: model, group, quantile, time, c_index, se, n, n_events, n_folds.
+    """
+    cfg = cfg or EvaluateConfig()
+    data, feat_cols = _survival_data(features, labels, models)
+    return _survival_rows(data, feat_cols, models, cfg)
+
+
+def _survival_rows(
+    data: pd.DataFrame, feat_cols: list[str], models: Sequence[SurvivalModel], cfg: EvaluateConfig
+) -> pd.DataFrame:
+    """The survival table of ``models`` on the rows of ``data`` (from :func:`_survival_data`)."""
     time = data["survival_time"].to_numpy(np.float64)
     event = data["survival_event"].to_numpy().astype(int)
     image = data[feat_cols].to_numpy(np.float64)
@@ -336,15 +349,27 @@ def survival_methods_table(
     cfg: EvaluateConfig | None = None,
     models: Sequence[SurvivalModel] = SURVIVAL_MODELS,
 ) -> pd.DataFrame:
-    """:func:`survival_table` for several feature sets; clinical-only rows (identical for every
-    method on the same subjects) are computed once, from the first method, as method
-    ``clinical``."""
+    """:func:`survival_table` for several feature sets, with a ``subjects`` column.
+
+    Clinical-only rows depend only on the subjects, so they are computed once per distinct
+    subject set (a method whose features are missing for some subjects uses fewer), on exactly
+    the subjects of the imaging rows they are compared with. Their method is ``clinical`` when
+    every method uses the same subjects, else ``clinical (subjects of A, B)``; ``subjects``
+    names, for every row, the methods whose subject set the row was computed on.
+    """
+    cfg = cfg or EvaluateConfig()
+    data = {name: _survival_data(feats, labels, models) for name, feats in methods.items()}
+    sets: dict[tuple[str, ...], list[str]] = {}
+    for name, (rows, _) in data.items():
+        sets.setdefault(tuple(rows[ID_COLUMN]), []).append(name)
+    shared = len(sets) == 1
     parts = []
-    clinical_done = False
-    for name, feats in methods.items():
-        todo = [m for m in models if m.use_image or not clinical_done]
-        table = survival_table(feats, labels, cfg, todo)
-        table.insert(0, "method", np.where(table["group"] == "clinical", "clinical", name))
-        clinical_done = True
-        parts.append(table)
+    for names in sets.values():
+        who = "subjects of " + ", ".join(names)
+        for k, name in enumerate(names):
+            todo = [m for m in models if m.use_image or k == 0]
+            table = _survival_rows(*data[name], todo, cfg)
+            clin = "clinical" if shared else f"clinical ({who})"
+            table.insert(0, "method", np.where(table["group"] == "clinical", clin, name))
+            parts.append(table.assign(subjects=who))
     return pd.concat(parts, ignore_index=True)

@@ -1,7 +1,8 @@
 """Throughput measurements for the encoder and the DrasCLR training step (samples per second).
 
 Every function returns a plain dict (JSON-friendly) so that ``drasclr.bench`` or a notebook can
-record it. Each timing is the best of ``repeats`` runs after a warm-up run, measured twice: wall
+record it. Each timing, of every path alike, is the best of ``repeats`` runs after a warm-up run
+(CUDA synchronised before and after each timed run), measured twice: wall
 clock (``samples_per_s``) and process CPU time (``samples_per_cpu_s``: samples per CPU-second
 summed over all threads). On a machine shared with other jobs the wall clock swings by 2-5x while
 the CPU time stays within a few percent, so compare paths with the CPU-time figures there.
@@ -24,19 +25,30 @@ from drasclr.nn.encoder import ENCODER_LAYERS, Conditioning, DrasEncoder
 PUBLISHED_GRID = Path(__file__).resolve().parents[3] / "shared/reference/atlas_patch_loc.npy"
 
 
+def synchronize() -> None:
+    """Wait for queued CUDA work (a no-op unless this process has initialised CUDA).
+
+    CUDA kernels run asynchronously: without a synchronisation before and after, a timer
+    measures only the launch of the work.
+    """
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, float]:
+    """(wall, process CPU) seconds of one call of ``fn``, CUDA work included."""
+    synchronize()
+    t0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    synchronize()
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
 def best_seconds(
     fn: Callable[[], object], repeats: int = 3, warmup: int = 1
 ) -> tuple[float, float]:
     """Best (wall, process CPU) seconds of ``repeats`` calls of ``fn`` after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    wall = cpu = float("inf")
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        wall = min(wall, time.perf_counter() - t0)
-        cpu = min(cpu, time.process_time() - c0)
-    return wall, cpu
+    return best_seconds_interleaved({"fn": fn}, repeats, warmup)["fn"]
 
 
 def best_seconds_interleaved(
@@ -44,17 +56,17 @@ def best_seconds_interleaved(
 ) -> dict[str, tuple[float, float]]:
     """Best (wall, CPU) seconds per function, timing them in turn within each repeat.
 
+    Every function gets the same warm-up calls and the same number of timed calls.
     Interleaving keeps slow drifts of a shared machine's load from favouring one function.
     """
     for fn in fns.values():
         for _ in range(warmup):
             fn()
+    synchronize()
     best = {k: (float("inf"), float("inf")) for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
-            t0, c0 = time.perf_counter(), time.process_time()
-            fn()
-            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            wall, cpu = timed(fn)
             best[k] = (min(best[k][0], wall), min(best[k][1], cpu))
     return best
 
@@ -123,11 +135,8 @@ def encoder_forward_speed(
             fns[path] = lambda: cond(x, loc[0])
         else:
             fns[path] = lambda p=path: cond(x, loc, p)
-    slow = {p: fns.pop(p) for p in ("loop",) if p in fns}  # one untimed-warm-up-free run
-    with torch.inference_mode():
+    with torch.inference_mode():  # every path, the loop too: one warm-up, best of repeats
         timings = best_seconds_interleaved(fns, repeats=repeats)
-        for p, fn in slow.items():
-            timings[p] = best_seconds(fn, repeats=1, warmup=0)
     rates = _rates(batch_size, timings)
     return {"batch_size": batch_size, "threads": torch.get_num_threads(), **rates}
 

@@ -10,7 +10,7 @@ The batch sequence is a pure function of ``(seed, epoch, rank, world_size)``: ep
 each owned landmark's eligible subjects, cuts them into full batches (the remainder is dropped, so
 every rank feeds shuffle-BN the same batch size), and shuffles the order of all the rank's batches.
 Every rank runs the same number of steps per epoch (the largest rank's batch count; smaller ranks
-repeat their first batches), so DDP collectives line up. The loader's position is therefore just
+cycle through their shuffled batches again), so DDP collectives line up. The loader's position is therefore just
 ``(epoch, step)`` plus that seed — :meth:`PatchLoader.state_dict` — and a restored loader continues
 the same stream regardless of how far its prefetch thread had read.
 """
@@ -161,8 +161,8 @@ class LandmarkBatchSampler:
                 chunk = subjects[b * self.batch_size : (b + 1) * self.batch_size]
                 batches.append((int(j), np.sort(chunk)))
         order = rng.permutation(len(batches))
-        plan = [batches[i] for i in order]
-        plan += plan[: self.steps_per_epoch - len(plan)]  # ranks with fewer batches repeat some
+        # ranks with fewer batches cycle through their shuffled batches up to the common length
+        plan = [batches[order[i % len(order)]] for i in range(self.steps_per_epoch)]
         self._cached = (epoch, plan)
         return plan
 
