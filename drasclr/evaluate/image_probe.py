@@ -91,7 +91,8 @@ def make_readout(
     steps.append(("scale", StandardScaler()))
     if kind == "regression":
         steps.append(("model", LassoCV(cv=KFold(5, shuffle=True, random_state=seed),
-                                       alphas=30, max_iter=5000, random_state=seed)))
+                                       alphas=12, tol=1e-3, precompute=True, max_iter=2000,
+                                       random_state=seed)))
     else:
         steps.append(("select", SelectKBest(f_classif, k="all" if n_features is not None
                                             and n_features <= SELECT_K else SELECT_K)))
