@@ -138,8 +138,22 @@ def prepare(out: Path, cfg: ScienceConfig, progress: bool) -> tuple[Path, Path]:
         sid = pick_atlas_subject(labels)
         save_atlas(atlas_from_ct(cohort / "images" / f"{sid}.nii.gz", PreprocessConfig()),
                    atlas_dir)
-    run_preprocess(cohort, atlas_dir, store, PreprocessConfig(), progress=progress)
+    if not _store_complete(cohort, store):
+        run_preprocess(cohort, atlas_dir, store, PreprocessConfig(), progress=progress)
     return cohort, store
+
+
+def _store_complete(cohort: Path, store: Path) -> bool:
+    """True when the store already holds every subject of the cohort (a finished stage)."""
+    from drasclr.store import PatchStore
+    from drasclr.tables import read_frame
+
+    if not (store / "manifest.parquet").is_file():
+        return False
+    ids = set(read_frame(cohort / "labels.parquet", "labels")["subject_id"].astype(str))
+    man = PatchStore(store).manifest
+    done = set(man.loc[man["status"].isin(["ok", "failed"]), "subject_id"].astype(str))
+    return ids <= done
 
 
 def subject_table(cohort: Path, store_path: Path, progress: bool) -> pd.DataFrame:
