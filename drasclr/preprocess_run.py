@@ -398,9 +398,9 @@ def _run_plan(
             # one subject in flight per actor: a subject takes seconds, so queueing more on the
             # first actor to start would leave the others idle
             compute=ray.data.ActorPoolStrategy(size=n_workers, max_tasks_in_flight_per_actor=1),
+            # Ray Data's actor-pool defaults replace a lost worker process and re-run its
+            # subject (max_restarts / max_task_retries -1)
             num_cpus=config.cpus_per_subject,
-            max_restarts=-1,  # a lost worker process is replaced and its subject re-run
-            max_task_retries=-1,
         )
         for row in ds.iter_rows():
             sid = str(row["subject_id"])

@@ -546,6 +546,15 @@ def _img(made: Mapping[str, Path], key: str, out: Path, caption: str) -> list[st
     return [f"![{caption}]({made[key].relative_to(out).as_posix()})", ""]
 
 
+def not_run_section(results: Mapping[str, Any]) -> list[str]:
+    """Report lines naming each experiment the labels / cohort did not allow, and why."""
+    skipped = results.get("not_run", [])
+    if not skipped:
+        return []
+    return (["## Not run", "", "Experiments whose inputs this cohort does not have:", ""]
+            + [f"- {s['experiment']}: not run: {s['reason']}" for s in skipped] + [""])
+
+
 def _markdown(
     results: Mapping[str, Any], run: Path | None, made: Mapping[str, Path], out: Path,
     t2: pd.DataFrame | None, t3: pd.DataFrame | None, t5: pd.DataFrame | None,
@@ -589,8 +598,10 @@ def _markdown(
         L += ["Evaluation times (s): " + ", ".join(f"{k} {v}" for k, v in secs.items()), ""]
     L += ["## Reading", ""]
     L += [s + "\n" for s in reading(results, t2, t5, rule, t7)] or ["(no numbers)", ""]
-    L += [("The cohort is synthetic and small; fold-to-fold s.d. are large, so differences "
+    small = "The cohort is synthetic and small" if cohort.get("preset") else "Small cohorts"
+    L += [(f"{small}; fold-to-fold s.d. are large, so differences "
           "smaller than one s.d. are not evidence either way."), ""]
+    L += not_run_section(results)
 
     if t2 is not None:
         L += ["## Table 2 — image-level readouts", "",
