@@ -567,8 +567,10 @@ def _markdown(
     boxes = results.get("boxes", {})
     L: list[str] = ["# DrasCLR evaluation report", ""]
     L += [
-        (f"Cohort `{cohort.get('path')}`: preset **{cohort.get('preset', 'n/a')}** "
-        f"({cohort.get('mode', 'n/a')}), {cohort.get('n_subjects')} subjects in the store with "
+        (f"Cohort `{cohort.get('path')}`: "
+        + (f"preset **{cohort['preset']}** ({cohort.get('mode', 'n/a')}), " if cohort.get("preset")
+           else "")
+        + f"{cohort.get('n_subjects')} subjects in the store with "
         f"labels, GOLD counts {cohort.get('gold_counts', {})}, "
         f"{cohort.get('n_events', 'n/a')} deaths. Patch store `{store.get('path')}`: "
         f"{store.get('n_landmarks')} landmarks, atlas `{store.get('atlas_id')}`."),
@@ -598,9 +600,9 @@ def _markdown(
         L += ["Evaluation times (s): " + ", ".join(f"{k} {v}" for k, v in secs.items()), ""]
     L += ["## Reading", ""]
     L += [s + "\n" for s in reading(results, t2, t5, rule, t7)] or ["(no numbers)", ""]
-    small = "The cohort is synthetic and small" if cohort.get("preset") else "Small cohorts"
-    L += [(f"{small}; fold-to-fold s.d. are large, so differences "
-          "smaller than one s.d. are not evidence either way."), ""]
+    small = ("The cohort is synthetic and small; fold-to-fold s.d. are large"
+             if cohort.get("preset") else "Fold-to-fold s.d. show how much scores move")
+    L += [f"{small}, so differences smaller than one s.d. are not evidence either way.", ""]
     L += not_run_section(results)
 
     if t2 is not None:

@@ -41,25 +41,25 @@ def plain_folder(tiny_store: dict[str, Path], tmp_path_factory: pytest.TempPathF
     return scans, csv
 
 
+@pytest.mark.timeout(1800)  # the whole chain; minutes on a busy 2-core machine
 def test_plain_folder_and_lab_csv_run_to_a_report(plain_folder: tuple[Path, Path],
-                                                  tmp_path: Path,
+                                                  tiny_store: dict[str, Path], tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     scans, csv = plain_folder
     out = tmp_path / "run"
     argv = ["run", "--inputs", str(scans), "--labels", str(csv), "--out", str(out),
             "--label-column", "Patient ID=subject_id",
             "--label-column", "FEV1 % predicted=fev1pp",
+            "--atlas", str(tiny_store["atlas"]),
             "--method", "DrasCLR", "--method", "random encoder",
             "--steps", "2", "--batch-size", "4", "--queue-size", "8", "--quiet"]
     assert main(argv) == 0
     console = capsys.readouterr().out
     assert "NOSCAN01" in console and "ignored header(s) ['Site']" in console
-    assert "atlas: SYN" in console and "lowest LAA-950" in console
+    assert f"from {tiny_store['atlas']} (given)" in console
 
     check = json.loads((out / "labels" / "labels_check.json").read_text())
     assert check["labels_without_scan"] == ["NOSCAN01"] and check["matched"] == 8
-    choice = json.loads((out / "atlas" / "atlas_choice.json").read_text())
-    assert choice["subject_id"] == PatchStore(out / "store").info.atlas_id
     res = json.loads((out / "evaluation" / "results.json").read_text())
     t2 = pd.read_csv(out / "evaluation" / "table2_image_readouts.csv")
     # exactly the experiments the labels allow
@@ -101,8 +101,10 @@ def test_bad_labels_stop_the_run_with_a_clear_error(plain_folder: tuple[Path, Pa
     assert not (tmp_path / "r" / "store").exists()
 
 
+@pytest.mark.timeout(900)
 def test_real_nrrd_scans_through_the_run_preprocessing(reference_dir: Path, ray_local: None,
-                                                       tmp_path: Path) -> None:
+                                                       tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
     scans = reference_dir / "real_ct"
     csv = tmp_path / "labels.csv"
     csv.write_text("subject_id,FEV1pp,FEV1/FVC\ncopdgene_10002K_ct64,45.2,0.48\n"
@@ -110,7 +112,9 @@ def test_real_nrrd_scans_through_the_run_preprocessing(reference_dir: Path, ray_
     out = tmp_path / "run"
     assert main(["run", "--inputs", str(scans), "--labels", str(csv), "--out", str(out),
                  "--stop-after", "preprocess", "--quiet"]) == 0
+    assert "lowest LAA-950" in capsys.readouterr().out
     choice = json.loads((out / "atlas" / "atlas_choice.json").read_text())
+    assert choice["subject_id"] == PatchStore(out / "store").info.atlas_id
     assert {c["subject_id"] for c in choice["candidates"]} == {"copdgene_10002K_ct64",
                                                                "cip_testinput"}
     m = PatchStore(out / "store").manifest.set_index("subject_id")
