@@ -1,11 +1,15 @@
-"""The whole chain on one cohort: synth -> atlas -> preprocess -> pretrain -> extract -> evaluate
--> report (``drasclr demo`` and ``drasclr bench reproduce``).
+"""The whole chain on one cohort: labels -> atlas -> preprocess -> pretrain -> extract ->
+evaluate -> report (``drasclr run`` on a lab's scans and labels table; ``drasclr demo`` and
+``drasclr bench reproduce`` on a synthetic cohort generated first into ``<run>/cohort``).
 
 Every stage writes into its own folder of the run and skips work that is already done, so a
 re-run of the same command resumes where the last one stopped::
 
-    <run>/cohort/        synthetic cohort (drasclr.synth)
-    <run>/atlas/         atlas built from the healthiest subject (GOLD 0, least emphysema)
+    <run>/cohort/        synthetic cohort (drasclr.synth; demo / reproduce only)
+    <run>/labels/        the labels table checked into the contract (labels.parquet) and
+                         labels_check.json (renamed / ignored headers, unmatched ids)
+    <run>/atlas/         atlas from the scan with the lowest LAA-950 among full-field-of-view
+                         candidates (atlas_choice.json says which and why); or --atlas DIR
     <run>/store/         patch store + manifest + QC (drasclr.preprocess_run)
     <run>/models/<m>/    pretraining runs, one per method (drasclr.train.run)
     <run>/features/<m>/  image and patch features per method (drasclr.features)
@@ -48,6 +52,10 @@ METHODS: dict[str, tuple[dict[str, Any] | None, dict[str, Any]]] = {
 }
 
 
+#: Stages a run can stop after (``PipelineConfig.stop_after``), in order.
+STAGES: tuple[str, ...] = ("labels", "atlas", "preprocess", "pretrain", "extract", "evaluate")
+
+
 def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_").replace("__", "_")
 
@@ -57,7 +65,8 @@ class PipelineConfig(StageConfig):
     """Settings of a whole run (saved as ``pipeline.yaml`` in the run folder).
 
     Attributes:
-        preset: synthetic cohort preset (``tiny``, ``demo``, ``bench``...).
+        preset: synthetic cohort preset (``tiny``, ``demo``, ``bench``...); used only when
+            ``inputs`` is None.
         n_subjects: cohort size (None: the preset's).
         seed: cohort seed.
         methods: which of :data:`METHODS` to run.
@@ -72,6 +81,15 @@ class PipelineConfig(StageConfig):
         dense_stride: voxel stride of the dense predictions (interpolated between).
         finetune_epochs: epochs of full fine-tuning on emphysema boxes (0: not run); also adds
             the supervised patch CNN trained from scratch.
+        inputs: folder of scans or ``subject_id,input_path`` table (None: a synthetic cohort of
+            ``preset`` generated into ``<run>/cohort``).
+        labels: the lab's labels table, CSV or Parquet (None with ``inputs``: no evaluation).
+        label_columns: ``"Lab header=contract_column"`` for headers not matched by name.
+        atlas: an atlas folder to use (None: built from the scan chosen by
+            :func:`drasclr.atlas_choice.choose_atlas_subject`).
+        atlas_candidates: scans considered for the automatic atlas choice.
+        stop_after: last stage to run (one of :data:`STAGES`; None: the whole chain). A run
+            stopped early writes no report; re-running without it resumes.
     """
 
     stage: ClassVar[str] = "pipeline"
@@ -90,6 +108,12 @@ class PipelineConfig(StageConfig):
     dense_subjects: int = 2
     dense_stride: int = 12
     finetune_epochs: int = 0
+    inputs: str | None = None
+    labels: str | None = None
+    label_columns: tuple[str, ...] = ()
+    atlas: str | None = None
+    atlas_candidates: int = 16
+    stop_after: str | None = None
 
     def validate(self) -> None:
         """Check the method names and ranges."""
@@ -100,12 +124,26 @@ class PipelineConfig(StageConfig):
         check(self.batch_size >= 2, s, "batch_size", "must be >= 2")
         check(self.queue_size >= 1, s, "queue_size", "must be >= 1")
         check(self.train_workers >= 1, s, "train_workers", "must be >= 1")
+        check(self.atlas_candidates >= 1, s, "atlas_candidates", "must be >= 1")
+        check(self.stop_after in (None, *STAGES), s, "stop_after", f"one of {list(STAGES)}")
+        check(self.inputs is not None or self.labels is None, s, "labels",
+              "a labels table goes with inputs (the synthetic cohort brings its own)")
 
 
 def demo_config(**overrides: Any) -> PipelineConfig:
     """``drasclr demo``: the ``demo`` cohort, short pretraining, every method (about 20 min)."""
     return PipelineConfig(**{"preset": "demo", **{k: v for k, v in overrides.items()
                                                    if v is not None}})
+
+
+def run_config(inputs: str | Path, labels: str | Path | None, **overrides: Any) -> PipelineConfig:
+    """``drasclr run``: a lab's scans and labels table (paths kept absolute, so a re-run from
+    another folder resumes)."""
+    paths = {"inputs": str(Path(inputs).resolve()),
+             "labels": str(Path(labels).resolve()) if labels is not None else None}
+    if overrides.get("atlas") is not None:
+        overrides["atlas"] = str(Path(overrides["atlas"]).resolve())
+    return PipelineConfig(**{**paths, **{k: v for k, v in overrides.items() if v is not None}})
 
 
 def reproduce_config(**overrides: Any) -> PipelineConfig:
@@ -156,8 +194,13 @@ def run_pipeline(
     *,
     num_cpus: int | None = None,
     progress: bool = True,
-) -> Path:
-    """Run (or resume) the whole chain into ``run_dir``; returns the report path.
+) -> Path | None:
+    """Run (or resume) the whole chain into ``run_dir``; returns the report path (None when
+    ``cfg.stop_after`` stopped it before the report).
+
+    With ``cfg.inputs`` None (``drasclr demo``) a synthetic cohort is generated into
+    ``<run>/cohort`` and is then the chain's input, its ``labels.parquet`` the labels table:
+    from there on, the demo and ``drasclr run`` are the same code.
 
     Args:
         run_dir: the run folder (layout in the module docstring).
@@ -167,14 +210,9 @@ def run_pipeline(
 
     Raises:
         ConfigError: ``run_dir`` holds a run with another config.
+        LabelsError: the labels table breaks the contract (file, column, row named).
     """
-    from drasclr.atlas import save_atlas
-    from drasclr.preprocess import PreprocessConfig, atlas_from_ct
-    from drasclr.preprocess_run import run_preprocess
     from drasclr.raytools import ray_session
-    from drasclr.synth.cohort import generate_cohort
-    from drasclr.synth.config import preset_config
-    from drasclr.tables import read_frame
 
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
@@ -184,49 +222,22 @@ def run_pipeline(
                           "folder or the same settings to resume")
     cfg.save(cfg_file)
     clock = _Clock(run / "timings.json")
-    cohort, atlas_dir, store = run / "cohort", run / "atlas", run / "store"
     with ray_session(num_cpus=num_cpus):
-        clock.run("synth", lambda: generate_cohort(
-            preset_config(cfg.preset, n_subjects=cfg.n_subjects, seed=cfg.seed), cohort,
-            progress=progress))
-        labels = read_frame(cohort / "labels.parquet", "labels")
-        pp = PreprocessConfig()
+        if cfg.inputs is None:
+            from drasclr.synth.cohort import generate_cohort
+            from drasclr.synth.config import preset_config
 
-        def build_atlas() -> None:
-            if not (atlas_dir / "atlas.json").exists():
-                sid = pick_atlas_subject(labels)
-                save_atlas(atlas_from_ct(cohort / "images" / f"{sid}.nii.gz", pp), atlas_dir)
-
-        clock.run("atlas", build_atlas)
-        summary = clock.run("preprocess", lambda: run_preprocess(
-            cohort, atlas_dir, store, pp, progress=progress))
-        print(summary.text(), flush=True)
-
-        probe = clock.run("training probe", lambda: _training_probe(cohort, store, run))
-        encoders: dict[str, Path] = {}
-        features: dict[str, Path] = {}
-        for name in cfg.methods:
-            train_over, _feat_over = METHODS[name]
-            over = train_over if train_over is None or probe is None else {
-                **train_over, "probe_every": max(10, cfg.steps // 6), "probe_file": str(probe)}
-            encoders[name] = clock.run(f"pretrain: {name}", lambda n=name, o=over:
-                                       _encoder(cfg, n, o, store, run))
-        for name in cfg.methods:
-            features[name] = clock.run(f"extract: {name}", lambda n=name:
-                                       _extract(n, METHODS[n][1], encoders[n], store, run))
-        if cfg.evaluate:
-            from drasclr.evaluate.config import EvaluateConfig
-            from drasclr.evaluate.run import run_evaluation
-
-            ev_cfg = EvaluateConfig(dense_subjects=cfg.dense_subjects,
-                                    dense_stride=cfg.dense_stride,
-                                    finetune_epochs=cfg.finetune_epochs,
-                                    finetune_methods=("DrasCLR",) if "DrasCLR" in cfg.methods
-                                    else ())
-            enc_for_boxes = {n: e for n, e in encoders.items() if not METHODS[n][1]}
-            clock.run("evaluate", lambda: run_evaluation(
-                cohort, store, features, run / "evaluation", ev_cfg, encoders=enc_for_boxes,
-                progress=progress))
+            clock.run("synth", lambda: generate_cohort(
+                preset_config(cfg.preset, n_subjects=cfg.n_subjects, seed=cfg.seed),
+                run / "cohort", progress=progress))
+            inputs, labels = run / "cohort", run / "cohort" / "labels.parquet"
+        else:
+            inputs = Path(cfg.inputs)
+            labels = Path(cfg.labels) if cfg.labels is not None else None
+        _chain(run, cfg, inputs, labels, clock, progress)
+    if cfg.stop_after is not None:
+        print(f"[drasclr] stopped after {cfg.stop_after} (stop_after); {run}", flush=True)
+        return None
     from drasclr.report import write_report
 
     return clock.run("report", lambda: write_report(run, run / "report"))
@@ -240,12 +251,114 @@ def _training_probe(cohort: Path, store: Path, run: Path) -> Path | None:
     path = run / "models" / "probe_train.npz"
     if path.is_file():
         return path
+    if not (Path(cohort) / "truth").is_dir():
+        return None
     patch_store = PatchStore(store)
     ids = patch_store.subject_ids[:64]
     truth = read_patch_truth(cohort, patch_store, ids)
     if truth.empty:
         return None
     return write_probe_file(truth, path, n_subjects=64, n_landmarks=24)
+
+
+def _chain(run: Path, cfg: PipelineConfig, inputs: Path, labels: Path | None, clock: _Clock,
+           progress: bool) -> None:
+    """labels -> atlas -> preprocess -> pretrain -> extract -> evaluate, inside a Ray session."""
+    from drasclr.preprocess import PreprocessConfig, discover_inputs
+    from drasclr.preprocess_run import run_preprocess
+
+    scans = discover_inputs(inputs)
+    checked = clock.run("labels", lambda: check_labels(labels, cfg, scans, run / "labels"))
+    pp = PreprocessConfig()
+    if cfg.stop_after == "labels":
+        return
+    atlas_dir = clock.run("atlas", lambda: _atlas(cfg, scans, pp, run / "atlas", progress))
+    if cfg.stop_after == "atlas":
+        return
+    store = run / "store"
+    summary = clock.run("preprocess", lambda: run_preprocess(
+        inputs, atlas_dir, store, pp, labels=checked, progress=progress))
+    print(summary.text(), flush=True)
+    if cfg.stop_after == "preprocess":
+        return
+
+    probe = clock.run("training probe", lambda: _training_probe(inputs, store, run))
+    encoders: dict[str, Path] = {}
+    features: dict[str, Path] = {}
+    for name in cfg.methods:
+        train_over, _feat_over = METHODS[name]
+        over = train_over if train_over is None or probe is None else {
+            **train_over, "probe_every": max(10, cfg.steps // 6), "probe_file": str(probe)}
+        encoders[name] = clock.run(f"pretrain: {name}", lambda n=name, o=over:
+                                   _encoder(cfg, n, o, store, run))
+    if cfg.stop_after == "pretrain":
+        return
+    for name in cfg.methods:
+        features[name] = clock.run(f"extract: {name}", lambda n=name:
+                                   _extract(n, METHODS[n][1], encoders[n], store, run))
+    if not cfg.evaluate or cfg.stop_after == "extract":
+        return
+    if checked is None:
+        print("[drasclr] evaluate: not run: no labels table (--labels)", flush=True)
+        return
+    from drasclr.evaluate.config import EvaluateConfig
+    from drasclr.evaluate.run import run_evaluation
+
+    ev_cfg = EvaluateConfig(dense_subjects=cfg.dense_subjects,
+                            dense_stride=cfg.dense_stride,
+                            finetune_epochs=cfg.finetune_epochs,
+                            finetune_methods=("DrasCLR",) if "DrasCLR" in cfg.methods
+                            else ())
+    enc_for_boxes = {n: e for n, e in encoders.items() if not METHODS[n][1]}
+    cohort = inputs if inputs.is_dir() else checked.parent
+    clock.run("evaluate", lambda: run_evaluation(
+        cohort, store, features, run / "evaluation", ev_cfg, encoders=enc_for_boxes,
+        progress=progress, labels=checked))
+
+
+def check_labels(labels: Path | None, cfg: PipelineConfig, scans: pd.DataFrame, out: Path
+                 ) -> Path | None:
+    """Check the labels table into ``out/labels.parquet`` (+ ``labels_check.json``); print what
+    was renamed, ignored and left unmatched. Returns the checked table (None: no labels)."""
+    from drasclr.labels import match_subjects, parse_column_map, read_lab_labels
+    from drasclr.tables import write_table
+
+    if labels is None:
+        return None
+    frame, check_ = read_lab_labels(labels, parse_column_map(cfg.label_columns))
+    match = match_subjects(frame, scans["subject_id"].astype(str).tolist(), str(labels))
+    out.mkdir(parents=True, exist_ok=True)
+    path = write_table(frame, out / "labels.parquet", "labels")
+    record = {**check_.to_dict(), **match.to_dict()}
+    atomic_write_text(out / "labels_check.json", json.dumps(record, indent=1))
+    moved = {h: c for h, c in check_.renamed.items() if h != c}
+    if moved:
+        print("labels: columns " + ", ".join(f"{h!r} -> {c}" for h, c in moved.items()),
+              flush=True)
+    if check_.ignored:
+        print(f"labels: ignored header(s) {check_.ignored} (no contract column)", flush=True)
+    print(match.text(), flush=True)
+    return path
+
+
+def _atlas(cfg: PipelineConfig, scans: pd.DataFrame, pp: Any, out: Path, progress: bool) -> Path:
+    """The atlas folder: ``cfg.atlas``, or one built from the automatically chosen scan."""
+    from drasclr.atlas import load_atlas, save_atlas
+    from drasclr.atlas_choice import choose_atlas_subject
+    from drasclr.preprocess import atlas_from_ct
+
+    if cfg.atlas is not None:
+        atlas = load_atlas(cfg.atlas)
+        print(f"atlas: {atlas.atlas_id} from {cfg.atlas} (given)", flush=True)
+        return Path(cfg.atlas)
+    if (out / "atlas.json").exists():
+        return out
+    choice = choose_atlas_subject(scans, pp, cfg.atlas_candidates, progress=progress)
+    print(f"atlas: {choice.reason}", flush=True)
+    save_atlas(atlas_from_ct(choice.input_path, pp, atlas_id=choice.subject_id), out)
+    atomic_write_text(out / "atlas_choice.json",
+                      json.dumps(choice.to_dict(), indent=1, default=str))
+    return out
 
 
 def _model_key(name: str) -> str:

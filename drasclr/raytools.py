@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -12,9 +16,25 @@ from tqdm.auto import tqdm
 T = TypeVar("T")
 
 
+#: Lines Ray prints on the driver's stderr that are not problems of the run, as regular
+#: expressions over one line. Ray Data passes its map function to every actor-pool worker as an
+#: object-store argument and keeps the workers restartable, which Ray core reports as an
+#: ``E ... core_worker.cc`` line (ray-project/ray#57733); the line stays in Ray's driver log.
+BENIGN_STDERR: tuple[re.Pattern[bytes], ...] = (
+    re.compile(rb"core_worker\.cc:\d+: Actor with class name: '.*' has constructor arguments in "
+               rb"the object store and max_restarts > 0"),
+)
+
+
 @contextmanager
 def ray_session(num_cpus: int | None = None, address: str | None = None) -> Iterator[None]:
     """Use the running Ray instance, or start an embedded one (and stop only that one on exit).
+
+    An embedded instance keeps a quiet, truthful console: token authentication is chosen
+    explicitly (so Ray does not warn that it enabled it by default), the driver logs Ray at
+    WARNING and Ray Data only errors to the console, worker output stays in Ray's log files
+    (errors still reach the driver as exceptions), :data:`BENIGN_STDERR` lines are dropped, and
+    one line says where Ray's logs are.
 
     Args:
         num_cpus: logical CPUs for an embedded instance (default: all cores).
@@ -28,18 +48,96 @@ def ray_session(num_cpus: int | None = None, address: str | None = None) -> Iter
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if address:
         ray.init(address=address, log_to_driver=True)
-    else:
-        ray.init(
-            address="local",
-            num_cpus=num_cpus or os.cpu_count() or 1,
-            include_dashboard=False,
-            log_to_driver=True,
-            runtime_env={"worker_process_setup_hook": "drasclr.raytools.quiet_worker_logs"},
-        )
+        try:
+            yield
+        finally:
+            ray.shutdown()
+        return
+    _explicit_token_auth()
+    n = num_cpus or os.cpu_count() or 1
+    ray.init(
+        address="local",
+        num_cpus=n,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+        runtime_env={"worker_process_setup_hook": "drasclr.raytools.quiet_worker_logs"},
+    )
+    quiet_ray_data_console()
+    print(f"[drasclr] embedded Ray ({n} CPU); Ray's own logs: {ray_log_dir()}", flush=True)
+    try:
+        with filtered_stderr(BENIGN_STDERR):
+            yield
+    finally:
+        ray.shutdown()
+
+
+def _explicit_token_auth() -> None:
+    """Token authentication for an embedded instance, chosen explicitly (RAY_AUTH_MODE=token):
+    what Ray does by default, minus its console warning that it did so. A mode the user set is
+    kept. Ray caches its config at import, so it is refreshed as Ray does itself."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    from ray._raylet import Config
+
+    os.environ["RAY_AUTH_MODE"] = "token"
+    Config.initialize("")
+
+
+def ray_log_dir() -> str:
+    """The log folder of the connected Ray session (``<temp dir>/session_<...>/logs``)."""
+    import ray
+
+    node = ray._private.worker._global_node  # Ray has no public accessor for the session folder
+    return node.get_logs_dir_path() if node is not None else "<Ray temp dir>/session_latest/logs"
+
+
+def quiet_ray_data_console() -> None:
+    """Ray Data's console handler shows errors only; everything still goes to ``ray-data.log``."""
+    import ray.data  # noqa: F401 - configures the "ray.data" logger on import
+
+    for handler in logging.getLogger("ray.data").handlers:
+        if not isinstance(handler, logging.FileHandler):
+            handler.setLevel(logging.ERROR)
+
+
+@contextmanager
+def filtered_stderr(patterns: tuple[re.Pattern[bytes], ...]) -> Iterator[None]:
+    """Drop whole lines matching ``patterns`` from this process's stderr (file descriptor 2,
+    so lines written by Ray's C++ core are filtered too); everything else passes unchanged.
+
+    A reader thread forwards what arrives at once; only a line that starts like a Ray C++ log
+    line (``[``) waits for its end so it can be matched.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def pump() -> None:
+        pending = b""
+        while chunk := os.read(read_end, 65536):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            out = b"".join(ln + b"\n" for ln in lines if not any(p.search(ln) for p in patterns))
+            if pending and not pending.startswith(b"["):
+                out, pending = out + pending, b""
+            if out:
+                os.write(saved, out)
+        if pending:
+            os.write(saved, pending)
+
+    thread = threading.Thread(target=pump, name="drasclr-stderr", daemon=True)
+    thread.start()
     try:
         yield
     finally:
-        ray.shutdown()
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # closes the pipe's last write end: the reader drains and stops
+        thread.join(timeout=5)
+        os.close(read_end)
+        os.close(saved)
 
 
 def quiet_worker_logs() -> None:

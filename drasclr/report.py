@@ -642,6 +642,15 @@ def _img(made: Mapping[str, Path], key: str, out: Path, caption: str) -> list[st
     return [f"![{caption}]({made[key].relative_to(out).as_posix()})", ""]
 
 
+def not_run_section(results: Mapping[str, Any]) -> list[str]:
+    """Report lines naming each experiment the labels / cohort did not allow, and why."""
+    skipped = results.get("not_run", [])
+    if not skipped:
+        return []
+    return (["## Not run", "", "Experiments whose inputs this cohort does not have:", ""]
+            + [f"- {s['experiment']}: not run: {s['reason']}" for s in skipped] + [""])
+
+
 def _markdown(
     results: Mapping[str, Any], run: Path | None, made: Mapping[str, Path], out: Path,
     t2: pd.DataFrame | None, t3: pd.DataFrame | None, t5: pd.DataFrame | None,
@@ -655,8 +664,10 @@ def _markdown(
     boxes = results.get("boxes", {})
     L: list[str] = ["# DrasCLR evaluation report", ""]
     L += [
-        (f"Cohort `{cohort.get('path')}`: preset **{cohort.get('preset', 'n/a')}** "
-        f"({cohort.get('mode', 'n/a')}), {cohort.get('n_subjects')} subjects in the store with "
+        (f"Cohort `{cohort.get('path')}`: "
+        + (f"preset **{cohort['preset']}** ({cohort.get('mode', 'n/a')}), " if cohort.get("preset")
+           else "")
+        + f"{cohort.get('n_subjects')} subjects in the store with "
         f"labels, GOLD counts {cohort.get('gold_counts', {})}, "
         f"{cohort.get('n_events', 'n/a')} deaths. Patch store `{store.get('path')}`: "
         f"{store.get('n_landmarks')} landmarks, atlas `{store.get('atlas_id')}`."),
@@ -687,8 +698,10 @@ def _markdown(
     L += ["## Reading", ""]
     L += [probe_reading(probe, primary_name(results)) + "\n"] if probe is not None else []
     L += [s + "\n" for s in reading(results, t2, t5, rule, t7)] or ["(no numbers)", ""]
-    L += [("The cohort is synthetic and small; fold-to-fold s.d. are large, so differences "
-          "smaller than one s.d. are not evidence either way."), ""]
+    small = ("The cohort is synthetic and small; fold-to-fold s.d. are large"
+             if cohort.get("preset") else "Fold-to-fold s.d. show how much scores move")
+    L += [f"{small}, so differences smaller than one s.d. are not evidence either way.", ""]
+    L += not_run_section(results)
 
     if probe is not None and not probe.empty:
         L += ["## Patch probe — does a patch's representation carry its lesion burden?", "",

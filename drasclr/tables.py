@@ -2,7 +2,9 @@
 
 A schema file lists the table's columns with an Arrow type, nullability and simple constraints
 (``min``/``max`` inclusive, ``exclusive_min``, ``allowed`` values, ``unique``; ``optional`` for a
-nullable column added later, which older files lack and read as nulls). Tables are written
+nullable column added later, which older files lack and read as nulls); a column with
+``"required": false`` may be absent from a table (it is then simply not there), and
+``reads_versions`` lists older table versions that the current schema still reads. Tables are written
 atomically and checked against their schema both when written and when read, so a labels table
 that breaks its contract is rejected with the file, column and first offending row named.
 """
@@ -60,6 +62,7 @@ class Column:
     optional: bool = False
     """Added after the schema version: files written before it lack the column and read it as
     all nulls (only for nullable columns)."""
+    required: bool = True
 
 
 @dataclass(frozen=True)
@@ -70,11 +73,16 @@ class TableSchema:
     version: int
     columns: tuple[Column, ...]
     description: str = ""
+    reads_versions: tuple[int, ...] = ()
 
     @property
     def arrow(self) -> pa.Schema:
         """The Arrow schema, with name and version in its metadata."""
-        fields = [pa.field(c.name, _TYPES[c.type], nullable=c.nullable) for c in self.columns]
+        return self.arrow_of(self.columns)
+
+    def arrow_of(self, columns: tuple[Column, ...]) -> pa.Schema:
+        """The Arrow schema of some of the columns (a table without its absent optional ones)."""
+        fields = [pa.field(c.name, _TYPES[c.type], nullable=c.nullable) for c in columns]
         meta = {b"drasclr.schema": self.name.encode(), b"drasclr.version": str(self.version).encode()}
         return pa.schema(fields, metadata=meta)
 
@@ -92,7 +100,8 @@ def schema_from_dict(data: dict[str, Any]) -> TableSchema:
             raise SchemaError(f"schema {data['name']}: column {c['name']} has unknown type {c['type']}")
         allowed = tuple(c["allowed"]) if c.get("allowed") is not None else None
         cols.append(Column(**{**c, "allowed": allowed}))
-    return TableSchema(data["name"], int(data["version"]), tuple(cols), data.get("description", ""))
+    return TableSchema(data["name"], int(data["version"]), tuple(cols), data.get("description", ""),
+                       tuple(int(v) for v in data.get("reads_versions", ())))
 
 
 @lru_cache(maxsize=None)
@@ -116,11 +125,12 @@ def conform(data: pa.Table | pd.DataFrame, schema: TableSchema, source: str = "t
     for col in schema.columns:
         if col.optional and col.nullable and col.name not in table.column_names:
             table = table.append_column(col.name, pa.nulls(len(table), _TYPES[col.type]))
-    missing = [n for n in schema.names if n not in table.column_names]
+    missing = [c.name for c in schema.columns if c.required and c.name not in table.column_names]
     if missing:
         raise SchemaError(f"{source}: missing column(s) {missing} required by schema '{schema.name}'")
+    present = tuple(c for c in schema.columns if c.name in table.column_names)
     arrays = []
-    for col in schema.columns:
+    for col in present:
         arr = table.column(col.name)
         target = _TYPES[col.type]
         if arr.type != target:
@@ -131,7 +141,7 @@ def conform(data: pa.Table | pd.DataFrame, schema: TableSchema, source: str = "t
                     f"{source}: column '{col.name}' has type {arr.type}, cannot be read as {col.type}: {err}"
                 ) from err
         arrays.append(arr)
-    out = pa.Table.from_arrays(arrays, schema=schema.arrow)
+    out = pa.Table.from_arrays(arrays, schema=schema.arrow_of(present))
     validate(out, schema, source)
     return out
 
@@ -143,6 +153,8 @@ def _first_bad(mask: pa.ChunkedArray | pa.Array) -> int:
 def validate(table: pa.Table, schema: TableSchema, source: str = "table") -> None:
     """Check nullability, ranges, allowed values and uniqueness; raise SchemaError on the first breach."""
     for col in schema.columns:
+        if not col.required and col.name not in table.column_names:
+            continue
         arr = table.column(col.name)
         where = f"{source}: column '{col.name}'"
         nulls = arr.null_count
@@ -210,7 +222,7 @@ def read_table(path: str | Path, schema: str | TableSchema) -> pa.Table:
     if found is not None and found.decode() != sch.name:
         raise SchemaError(f"{path}: holds a '{found.decode()}' table, expected '{sch.name}'")
     version = meta.get(b"drasclr.version")
-    if version is not None and int(version) != sch.version:
+    if version is not None and int(version) not in (sch.version, *sch.reads_versions):
         raise SchemaError(
             f"{path}: schema '{sch.name}' version {int(version)}, this drasclr reads version {sch.version}"
         )

@@ -51,17 +51,17 @@ def tiny_store(ray_local: None, tmp_path_factory: pytest.TempPathFactory) -> dic
     Returns paths ``cohort``, ``atlas``, ``store`` and ``labels``.
     """
     from drasclr.atlas import save_atlas
+    from drasclr.labels import read_labels
     from drasclr.pipeline import pick_atlas_subject
     from drasclr.preprocess import PreprocessConfig, atlas_from_ct
     from drasclr.preprocess_run import run_preprocess
     from drasclr.synth.cohort import generate_cohort
     from drasclr.synth.config import preset_config
-    from drasclr.tables import read_frame
 
     root = tmp_path_factory.mktemp("tiny_run")
     cohort = root / "cohort"
     generate_cohort(preset_config("tiny", n_subjects=8), cohort, progress=False)
-    labels = read_frame(cohort / "labels.parquet", "labels")
+    labels = read_labels(cohort / "labels.parquet", cohort / "truth.parquet")
     cfg = PreprocessConfig(qc_figures=False)
     sid = pick_atlas_subject(labels)
     atlas = save_atlas(atlas_from_ct(cohort / "images" / f"{sid}.nii.gz", cfg), root / "atlas")

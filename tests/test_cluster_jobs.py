@@ -392,3 +392,31 @@ def test_node_loss_during_pretraining(tmp_path: Path) -> None:
     ids = report["bank_landmarks"]
     assert set(ids[0]).isdisjoint(ids[1]) and sorted(ids[0] + ids[1]) == list(range(8))
     assert leftover == {}, leftover
+
+
+def test_run_job_stages_s3_labels_and_publishes_nothing_on_bad_labels(bucket: str,
+                                                                      tmp_path: Path) -> None:
+    """``ray_jobs/run.py`` takes ``s3://`` scans and labels like the other entry points; a labels
+    table in the wrong unit stops it with the column and row named, and ``--out`` stays empty."""
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    for sid in ("S1", "S2", "S3"):
+        (scans / f"{sid}.nii.gz").write_bytes(b"not read before the labels check")
+    uri.put(scans, f"{bucket}/run/scans", marker=False)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("subject_id,FEV1/FVC\nS1,0.7\nS2,61\nS3,0.5\n")
+    uri.put(labels, f"{bucket}/run/labels.csv")
+    out = f"{bucket}/run/out"
+    ray_tmp = _ray_tmp()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "ray_jobs/run.py", "--inputs", f"{bucket}/run/scans", "--labels",
+             f"{bucket}/run/labels.csv", "--out", out, "--num-cpus", "2", "--quiet"],
+            check=False, env=_env(ray_tmp), capture_output=True, text=True, timeout=400,
+            cwd=REPO)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "column 'FEV1/FVC' (fev1_fvc), row 2 (subject 'S2'): 61" in proc.stderr
+    assert "staged --labels" in proc.stderr
+    assert not uri.is_complete(out)

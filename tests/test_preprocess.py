@@ -227,9 +227,9 @@ def test_run_level_errors_write_nothing(cohort: Path, atlas_dir: Path, tmp_path:
         run_preprocess(tmp_path / "dup.csv", atlas_dir, tmp_path / "s1", CFG, progress=False)
     assert not (tmp_path / "s1").exists()
 
-    bad_labels = pd.read_parquet(cohort / "labels.parquet").drop(columns=["fev1pp"])
+    bad_labels = pd.read_parquet(cohort / "labels.parquet").drop(columns=["subject_id"])
     bad_labels.to_parquet(tmp_path / "labels.parquet")
-    with pytest.raises(SchemaError, match="fev1pp"):
+    with pytest.raises(SchemaError, match="subject_id"):
         run_preprocess(cohort, atlas_dir, tmp_path / "s2", CFG, labels=tmp_path / "labels.parquet",
                        progress=False)
     assert not (tmp_path / "s2").exists()

@@ -10,8 +10,8 @@ import pytest
 import SimpleITK as sitk
 
 from drasclr.cli import main
-from drasclr.config import ConfigError
 from drasclr.io import read_ct, read_mask
+from drasclr.labels import read_labels
 from drasclr.synth.cohort import CohortFolderError, generate_cohort
 from drasclr.synth.config import preset_config
 from drasclr.synth.outcomes import CLE_SCORE_EDGES, gold_stage, visual_score
@@ -84,7 +84,8 @@ def test_truth_aligned_with_image(tiny: Path) -> None:
 
 
 def test_labels_follow_rendered_truth(tiny: Path) -> None:
-    labels = read_frame(tiny / "labels.parquet", "labels")
+    labels = read_labels(tiny / "labels.parquet", tiny / "truth.parquet")
+    assert "true_cle_fraction" not in read_frame(tiny / "labels.parquet", "labels")
     manifest = read_frame(tiny / "manifest.parquet", "synth_manifest")
     for row, lab in zip(manifest.itertuples(), labels.itertuples()):
         lungs = read_mask(tiny / row.lungs).array > 0

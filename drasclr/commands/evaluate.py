@@ -38,7 +38,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     try:
         res = run_evaluation(args.cohort, args.store, features, args.out, cfg,
                              encoders=encoders, progress=not args.quiet,
-                             overwrite=args.overwrite)
+                             overwrite=args.overwrite, labels=args.labels)
     except EvaluationError as err:
         print(f"drasclr evaluate: error: {err}", file=sys.stderr)
         return 2
@@ -76,6 +76,9 @@ def register(sub: Any) -> None:
         "with LAA-950 baselines. Tables (Parquet + CSV) and results.json go to --out.",
     )
     p.add_argument("--cohort", type=Path, required=True, help="cohort folder (labels, boxes, truth)")
+    p.add_argument("--labels", type=Path, default=None,
+                   help="labels table in the contract's column names (default: "
+                        "<cohort>/labels.parquet; `drasclr run` checks a lab's table into one)")
     p.add_argument("--store", type=Path, required=True, help="patch store of the features")
     p.add_argument("--features", action="append", required=True, metavar="NAME=DIR",
                    help="a method's features folder (repeat per method)")

@@ -20,7 +20,14 @@ patch store, and writes under ``out_dir``::
     table7_random_locations.*    readouts of random-location features next to their partner
     box_features/<method>.parquet
     dense/<method>__<subject>.npz  coronal slices for the Fig. 3 overlays
-    results.json                 cohort, settings, headline numbers, notes, timings, files
+    results.json                 cohort, settings, headline numbers, notes, timings, files, and
+                                 ``not_run``: the experiments the labels / cohort do not allow
+
+Each experiment runs only when its inputs exist (:func:`available`): a readout when its label
+column holds values, a survival row when its covariates do, box detection, label efficiency,
+detected fractions and dense maps when the cohort has ``boxes.parquet``, dense Dice when it has
+voxel truth. The others are listed in ``results.json["not_run"]`` with the reason
+(``no fev1pp``), so a lab's table with only some columns evaluates what it can.
 
 Every table is written as Parquet and CSV (``*`` above). ``results.json`` is written last and
 holds a fingerprint of the inputs and the config: a re-run with the same inputs returns it without
@@ -39,7 +46,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,14 +88,16 @@ from drasclr.evaluate.detection import (
 )
 from drasclr.evaluate.readouts import (
     ID_COLUMN,
+    IMAGE_TASKS,
     TABLE_COLUMNS,
     Task,
     cross_validate,
     feature_frame,
     task_rows,
 )
-from drasclr.evaluate.survival import survival_methods_table
+from drasclr.evaluate.survival import CONFOUNDERS, SURVIVAL_MODELS, survival_methods_table
 from drasclr.fsutil import atomic_path, atomic_write_text, file_sha256
+from drasclr.labels import missing_columns
 from drasclr.store import PatchStore
 
 RESULTS_FILE = "results.json"
@@ -105,6 +114,16 @@ EncoderInput = nn.Module | str | Path
 
 class EvaluationError(RuntimeError):
     """The evaluation cannot run: missing cohort files, features or encoders."""
+
+
+def available(labels: pd.DataFrame, columns: Sequence[str]) -> bool:
+    """True when ``labels`` holds values in every one of ``columns`` (an experiment can run)."""
+    return not missing_columns(labels, columns)
+
+
+def not_run(experiment: str, reason: str) -> dict[str, str]:
+    """A ``results.json["not_run"]`` entry (the report lists it as "not run: <reason>")."""
+    return {"experiment": experiment, "reason": reason}
 
 
 def slug(name: str) -> str:
@@ -241,6 +260,7 @@ def _fingerprint(
     methods: Mapping[str, MethodFeatures],
     encoders: Mapping[str, EncoderInput],
     cfg: EvaluateConfig,
+    labels: Path,
 ) -> str:
     from drasclr.features import encoder_fingerprint
 
@@ -249,7 +269,10 @@ def _fingerprint(
         "config": cfg.to_dict(),
         "methods": {n: m.fingerprint for n, m in methods.items()},
         "encoders": {n: encoder_fingerprint(e) for n, e in encoders.items()},
-        "labels": file_sha256(cohort / "labels.parquet"),
+        "labels": file_sha256(labels),
+        "truth": file_sha256(cohort / "truth.parquet")
+        if (cohort / "truth.parquet").is_file()
+        else None,
         "boxes": file_sha256(cohort / "boxes.parquet")
         if (cohort / "boxes.parquet").is_file()
         else None,
@@ -268,12 +291,15 @@ def run_evaluation(
     encoders: Mapping[str, EncoderInput] | None = None,
     progress: bool = True,
     overwrite: bool = False,
+    labels: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run every experiment of the paper's §4 on extracted features and write the tables.
 
     Args:
-        cohort_dir: cohort folder (``labels.parquet``; ``boxes.parquet`` and ``truth/`` for the
-            detection experiments; scans are found through the store's manifest).
+        cohort_dir: cohort folder (``labels.parquet`` unless ``labels`` is given; ``boxes.parquet``
+            and ``truth/`` for the detection experiments, ``truth.parquet`` for the generator's
+            fractions; scans are found through the store's manifest). A plain folder of scans
+            works: what it lacks is listed as not run.
         store_dir: the patch store the features were extracted from.
         methods: method name → features folder (:func:`drasclr.features.extract_features`).
         out_dir: output folder (layout in the module docstring).
@@ -282,6 +308,7 @@ def run_evaluation(
             encode boxes and dense maps; methods without one are left out of those.
         progress: print one line per part with its time.
         overwrite: recompute even when ``out_dir`` holds results of the same inputs.
+        labels: the labels table (schema ``labels``; default ``cohort_dir/labels.parquet``).
 
     Returns:
         The ``results.json`` content.
@@ -301,14 +328,16 @@ def run_evaluation(
     unknown = sorted(set(encoders) - set(methods))
     if unknown:
         raise EvaluationError(f"encoders given for method(s) without features: {unknown}")
-    if not (cohort / "labels.parquet").is_file():
-        raise EvaluationError(f"{cohort}: no labels.parquet; pass the cohort folder")
+    labels_path = Path(labels) if labels is not None else cohort / "labels.parquet"
+    if not labels_path.is_file():
+        raise EvaluationError(f"{labels_path}: labels table not found; pass the cohort folder or "
+                              "a labels table (drasclr run checks a lab's table into one)")
     store = PatchStore(store_dir)
     feats = {name: read_method(name, folder) for name, folder in methods.items()}
     for name, enc in encoders.items():  # box probes are fitted on enc, applied to the features
         if (why := encoder_mismatch(feats[name].encoder_fingerprint, enc)) is not None:
             raise EvaluationError(f"method {name!r}: {feats[name].folder}: {why}")
-    fp = _fingerprint(cohort, store, feats, encoders, cfg)
+    fp = _fingerprint(cohort, store, feats, encoders, cfg, labels_path)
     done = out / RESULTS_FILE
     if done.is_file() and not overwrite:
         old = json.loads(done.read_text())
@@ -322,7 +351,10 @@ def run_evaluation(
     clock = _Clock(progress)
     notes: list[str] = []
     files: dict[str, Any] = {}
-    labels = read_frame(cohort / "labels.parquet", "labels").astype({ID_COLUMN: str})
+    from drasclr.labels import read_labels
+
+    skipped: list[dict[str, str]] = []
+    labels = read_labels(labels_path, cohort / "truth.parquet")
     boxes_all = (
         read_frame(cohort / "boxes.parquet", "boxes").astype({ID_COLUMN: str})
         if (cohort / "boxes.parquet").is_file()
@@ -331,7 +363,7 @@ def run_evaluation(
     subjects = [s for s in store.subject_ids if s in set(labels[ID_COLUMN])]
     if len(subjects) < 4:
         raise EvaluationError(
-            f"only {len(subjects)} store subjects have labels in {cohort}/labels.parquet"
+            f"only {len(subjects)} store subjects have labels in {labels_path}"
         )
     manifest = store.manifest.set_index("subject_id")
     bounds = store_bounds(store)
@@ -391,7 +423,11 @@ def run_evaluation(
     t0 = time.perf_counter()
     laa_rows = {LAA_IMAGE: laa_image} if laa_image["laa950"].notna().any() else {}
     image_methods = {**frames, **laa_rows, LAA_PATCH: laa_patch}
-    table2 = compare_methods(image_methods, labels, cfg)
+    mine = labels[labels[ID_COLUMN].isin(subjects)]
+    tasks = [t for t in IMAGE_TASKS if available(mine, [t.column])]
+    skipped += [not_run(f"Table 2: {t.name}", f"no {t.column}") for t in IMAGE_TASKS
+                if t not in tasks]
+    table2 = compare_methods(image_methods, labels, cfg, tasks)
     files["table2"] = save_table(table2, out, "table2_image_readouts")
     clock.mark("table 2: image readouts", t0)
 
@@ -427,9 +463,16 @@ def run_evaluation(
 
     # ---------------------------------------------------------------- Table 3
     t0 = time.perf_counter()
+    models = [m for m in SURVIVAL_MODELS
+              if available(mine, ["survival_time", "survival_event", *CONFOUNDERS, *m.clinical])]
+    skipped += [not_run(f"Table 3: {m.name}", "no " + ", ".join(missing_columns(
+        mine, ["survival_time", "survival_event", *CONFOUNDERS, *m.clinical])))
+        for m in SURVIVAL_MODELS if m not in models]
+    table3 = None
     try:
-        table3 = survival_methods_table({**frames, **laa_rows}, labels, cfg)
-        files["table3"] = save_table(table3, out, "table3_survival")
+        if models:
+            table3 = survival_methods_table({**frames, **laa_rows}, labels, cfg, models)
+            files["table3"] = save_table(table3, out, "table3_survival")
     except ValueError as err:
         table3 = None
         notes.append(f"Survival (Table 3) not computed: {err}")
@@ -463,7 +506,10 @@ def run_evaluation(
     modules: dict[str, nn.Module] = {}
     table5 = curve = None
     if boxes_all is None or len(box_data.locations) == 0:
-        notes.append("No boxes.parquet (or no box in the store's subjects): detection skipped.")
+        reason = "no boxes.parquet" if boxes_all is None else "no box in the store's subjects"
+        skipped += [not_run(e, reason) for e in (
+            "Table 5: box detection", "Fig. 5: label efficiency",
+            "Fig. 4: detected emphysema fraction", "Fig. 3: dense maps and the 25 % rule")]
     else:
         box_info = {
             "counts": describe_boxes(box_data.boxes),
@@ -555,6 +601,9 @@ def run_evaluation(
             + " lesion voxels so a faithful map can never fill 25 % of a box."
         )
         clock.mark(f"dense maps ({len(dense_ids)} subjects x {len(dense_methods)} methods)", t0)
+        if not any(s.lesions is not None for s in scans.values()):
+            skipped.append(not_run("Fig. 3: dense Dice vs voxel truth",
+                                   "no voxel truth (truth/<id>_lesions.nii.gz)"))
 
     results = {
         "fingerprint": fp,
@@ -584,6 +633,7 @@ def run_evaluation(
         "finetune": {"epochs": cfg.finetune_epochs, "done": cfg.finetune_epochs > 0},
         "headline": _headline(table2, table3, table5, fractions, enc_names),
         "notes": notes,
+        "not_run": skipped,
         "files": files,
         "config": cfg.to_dict(),
     }
@@ -828,9 +878,11 @@ def _powered_readouts(
         x = pf.features.astype(np.float64)[[pos[s] for s in subjects]]
         add(name, image_metrics(x, None, lab, cfg.readout_repeats, cfg.seed))
     laa = laa_image.set_index(ID_COLUMN).loc[subjects, ["laa950"]].to_numpy(np.float64)
+    if not np.isfinite(laa).all():
+        return pd.DataFrame(rows)
     add(LAA_IMAGE, image_metrics(None, laa, lab, cfg.readout_repeats, cfg.seed))
     for metric, (column, kind, log) in IMAGE_METRICS.items():
-        if kind != "regression" or column not in lab:
+        if kind != "regression" or column not in lab or lab[column].notna().sum() < 10:
             continue
         y = lab[column].to_numpy(np.float64)
         ok = np.isfinite(y) & np.isfinite(laa[:, 0])

@@ -140,6 +140,8 @@ def image_metrics(
             continue
         y = labels[column].to_numpy()
         keep = pd.notna(y)
+        if keep.sum() < 10:  # too few labelled subjects for a 5-fold readout
+            continue
         y = y[keep]
         y = np.log(y.astype(np.float64)) if log else y.astype(np.int64)
         res = repeated_cv(x[keep], y, kind, 5, repeats, seed, n_landmarks)  # type: ignore[arg-type]

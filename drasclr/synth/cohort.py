@@ -7,7 +7,8 @@ Layout of a cohort folder::
     dicom/<id>/                  the same CT as a DICOM series, for some subjects
     truth/<id>_lungs.nii.gz      1 right lung, 2 left lung
     truth/<id>_lesions.nii.gz    1 cle, 2 pse, 3 ple, 4 ggo, 5 consolidation
-    labels.parquet               schema ``labels``
+    labels.parquet               schema ``labels`` (what a lab would have)
+    truth.parquet                schema ``truth`` (generator-only: latents, true fractions)
     boxes.parquet                schema ``boxes``
     manifest.parquet             schema ``synth_manifest``
     .parts/<id>.json             per-subject results; a subject is done iff its part exists
@@ -96,7 +97,8 @@ def _wipe_cohort(out: Path) -> None:
     """Remove a cohort folder's generated content (only called with --overwrite)."""
     for name in ("images", "dicom", "truth", ".parts", "report"):
         shutil.rmtree(out / name, ignore_errors=True)
-    for name in (CONFIG_NAME, "labels.parquet", "boxes.parquet", "manifest.parquet"):
+    for name in (CONFIG_NAME, "labels.parquet", "truth.parquet", "boxes.parquet",
+                 "manifest.parquet"):
         (out / name).unlink(missing_ok=True)
 
 
@@ -277,6 +279,7 @@ def assemble_tables(cfg: SynthConfig, out: Path, latents: pd.DataFrame, records:
     cols = ["box_id", "subject_id", "label", "centre_x", "centre_y", "centre_z", "size_mm", "lesion_fraction", "lung_fraction"]
     boxes_df = pd.DataFrame(rows, columns=cols)
     write_table(labels, out / "labels.parquet", "labels")
+    write_table(labels, out / "truth.parquet", "truth")
     write_table(boxes_df, out / "boxes.parquet", "boxes")
     write_table(manifest, out / "manifest.parquet", "synth_manifest")
 

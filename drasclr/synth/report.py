@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from drasclr.fsutil import atomic_path, atomic_write_text
+from drasclr.labels import read_labels
 from drasclr.synth.config import SynthConfig
 from drasclr.tables import read_frame
 
@@ -27,7 +28,7 @@ def r_squared(x: np.ndarray, y: np.ndarray) -> float:
 
 def cohort_summary(folder: Path) -> dict[str, Any]:
     """Numbers describing a cohort folder (labels, events, LAA-950 association)."""
-    labels = read_frame(folder / "labels.parquet", "labels")
+    labels = read_labels(folder / "labels.parquet", folder / "truth.parquet")
     manifest = read_frame(folder / "manifest.parquet", "synth_manifest")
     boxes = read_frame(folder / "boxes.parquet", "boxes")
     df = labels.merge(manifest[["subject_id", "laa950", "lung_volume_ml", "seconds"]], on="subject_id")
@@ -84,7 +85,7 @@ def preview_figure(folder: Path, subject_ids: list[str], path: Path) -> Path:
     from drasclr.io import read_ct, read_mask
 
     manifest = read_frame(folder / "manifest.parquet", "synth_manifest").set_index("subject_id")
-    labels = read_frame(folder / "labels.parquet", "labels").set_index("subject_id")
+    labels = read_labels(folder / "labels.parquet", folder / "truth.parquet").set_index("subject_id")
     fig, axes = plt.subplots(2, len(subject_ids), figsize=(4.2 * len(subject_ids), 8.4), squeeze=False)
     cmap = ListedColormap(["none"] + [LESION_COLOURS[i] for i in range(1, 6)])
     for col, sid in enumerate(subject_ids):
@@ -135,7 +136,7 @@ def distributions_figure(folder: Path, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = read_frame(folder / "labels.parquet", "labels")
+    labels = read_labels(folder / "labels.parquet", folder / "truth.parquet")
     manifest = read_frame(folder / "manifest.parquet", "synth_manifest")
     df = labels.merge(manifest[["subject_id", "laa950"]], on="subject_id")
     if df["mode"].iloc[0] == "copd":
@@ -175,7 +176,7 @@ def write_report(folder: str | Path) -> tuple[dict[str, Any], Path]:
     folder = Path(folder)
     cfg = SynthConfig.load(folder / "synth_config.yaml")
     summary = cohort_summary(folder)
-    labels = read_frame(folder / "labels.parquet", "labels")
+    labels = read_labels(folder / "labels.parquet", folder / "truth.parquet")
     rep = folder / "report"
     preview_figure(folder, _pick_subjects(labels), rep / "preview.png")
     distributions_figure(folder, rep / "distributions.png")
