@@ -60,7 +60,7 @@ from drasclr.preprocess import (
 )
 from drasclr.store import PlanItem, StoreWriter, SubjectPatches, open_store
 
-__all__ = ["PreprocessSummary", "run_preprocess", "CONFIG_FILE", "SUMMARY_FILE", "QC_DIR"]
+__all__ = ["CONFIG_FILE", "QC_DIR", "SUMMARY_FILE", "PreprocessSummary", "run_preprocess"]
 
 CONFIG_FILE = "preprocess_config.yaml"
 SUMMARY_FILE = "reports/preprocess_summary.json"

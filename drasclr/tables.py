@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +104,7 @@ def schema_from_dict(data: dict[str, Any]) -> TableSchema:
                        tuple(int(v) for v in data.get("reads_versions", ())))
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema(name: str) -> TableSchema:
     """Load ``schemas/<name>.json``."""
     path = SCHEMA_DIR / f"{name}.json"

@@ -123,18 +123,18 @@ class _Clock:
 def prepare(out: Path, cfg: ScienceConfig, progress: bool) -> tuple[Path, Path]:
     """Cohort, atlas and store (each skipped when done). Returns ``(cohort, store)``."""
     from drasclr.atlas import save_atlas
+    from drasclr.labels import read_labels
     from drasclr.pipeline import pick_atlas_subject
     from drasclr.preprocess import PreprocessConfig, atlas_from_ct
     from drasclr.preprocess_run import run_preprocess
     from drasclr.synth.cohort import generate_cohort
     from drasclr.synth.config import preset_config
-    from drasclr.tables import read_frame
 
     cohort, atlas_dir, store = out / "cohort", out / "atlas", out / "store"
     generate_cohort(preset_config(cfg.preset, n_subjects=cfg.n_subjects, seed=cfg.seed), cohort,
                     progress=progress)
     if not (atlas_dir / "atlas.json").exists():
-        labels = read_frame(cohort / "labels.parquet", "labels")
+        labels = read_labels(cohort / "labels.parquet", cohort / "truth.parquet")
         sid = pick_atlas_subject(labels)
         save_atlas(atlas_from_ct(cohort / "images" / f"{sid}.nii.gz", PreprocessConfig()),
                    atlas_dir)
@@ -431,9 +431,9 @@ def markdown_table(rows: list[dict[str, Any]], metrics: tuple[str, ...] = SCIENC
 def run_science(out_dir: str | Path, cfg: ScienceConfig, progress: bool = True) -> dict[str, Any]:
     """The whole benchmark (resumable); writes and returns ``science.json``'s content."""
     from drasclr.evaluate.patch_probe import read_patch_truth, write_probe_file
+    from drasclr.labels import read_labels
     from drasclr.raytools import ray_session
     from drasclr.store import PatchStore
-    from drasclr.tables import read_frame
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -450,7 +450,7 @@ def run_science(out_dir: str | Path, cfg: ScienceConfig, progress: bool = True) 
         cohort, store_path = clock.run("synth + atlas + preprocess",
                                        lambda: prepare(out, cfg, progress))
     store = PatchStore(store_path)
-    labels = read_frame(cohort / "labels.parquet", "labels")
+    labels = read_labels(cohort / "labels.parquet", cohort / "truth.parquet")
     labels = labels[labels["subject_id"].isin(store.subject_ids)]
     truth_file, subj_file = out / "patch_truth.parquet", out / "subjects.parquet"
     if not truth_file.exists():
