@@ -266,11 +266,12 @@ def test_subject_that_always_kills_its_worker_fails_after_bounded_deaths(
     store = tmp_path / "store"
     cfg = CFG.replace(max_worker_deaths=2)
     result: dict[str, object] = {}
-    # run in a thread so that a run that retries forever fails this test instead of hanging it
+    # run in a thread so that a run that retries forever fails this test (before pytest-timeout's
+    # 600 s) instead of hanging it; the run takes about a minute on 2 idle cores
     runner = threading.Thread(target=lambda: result.update(
         summary=run_preprocess(cohort, atlas_dir, store, cfg, progress=False)), daemon=True)
     runner.start()
-    runner.join(timeout=420)
+    runner.join(timeout=560)
     assert not runner.is_alive(), "the run did not finish: the subject is retried forever"
     summary = result["summary"]
     assert len(deaths.read_text().splitlines()) == 2  # exactly max_worker_deaths deaths
