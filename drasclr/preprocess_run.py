@@ -185,7 +185,10 @@ class _SubjectWorker:
 
         item = PlanItem(row["subject_id"], row["input_path"], row["input_hash"],
                         int(row["store_index"]), row["reason"])
-        deaths = ray.get(self.attempts.begin.remote(item.subject_id))
+        try:
+            deaths = ray.get(self.attempts.begin.remote(item.subject_id))
+        except ray.exceptions.RayActorError:  # counter lost with its node: count from zero
+            deaths = 0
         if deaths >= self.config.max_worker_deaths:
             res = SubjectResult(None, (
                 f"worker died while processing: {item.input_path} (the worker process died "
@@ -194,7 +197,10 @@ class _SubjectWorker:
             _fault("worker_exit", item.subject_id, self.fault)
             _fault("worker_exit_always", item.subject_id, self.fault)
             res = process_subject(item, self.atlas, self.config)
-        self.attempts.end.remote(item.subject_id)
+        try:
+            self.attempts.end.remote(item.subject_id)
+        except ray.exceptions.RayActorError:
+            pass
         out: dict[str, Any] = {
             "subject_id": item.subject_id,
             "store_index": item.store_index,
@@ -437,7 +443,12 @@ def _run_plan(
              for it in runnable],
             override_num_blocks=len(runnable),
         )
-        attempts = ray.remote(num_cpus=0)(_Attempts).remote()
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        # the counter lives on the driver's node: it survives the loss of a worker node
+        here = ray.get_runtime_context().get_node_id()
+        attempts = ray.remote(num_cpus=0)(_Attempts).options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True)).remote()
         ds = ds.map(
             _SubjectWorker,
             fn_constructor_kwargs={"atlas_dir": str(atlas_dir), "config": config.to_dict(),

@@ -29,7 +29,7 @@ def test_two_worker_run_shards_queues_learns_and_survives_a_killed_worker(
     cfg = PretrainConfig(
         workers=2, cpus_per_worker=0.5, threads_per_worker=1, batch_size=8, queue_size=K,
         steps=16, lr=0.1, momentum=0.99, checkpoint_every=4, log_every=2, max_failures=2,
-        prefetch=2, run_name="tiny",
+        prefetch=2, run_name="tiny", queue_cap_by_cohort=False,  # K as given: memory layout
     )
     out = tmp_path / "run"
     marker = tmp_path / "killed"

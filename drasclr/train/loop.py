@@ -157,15 +157,21 @@ def prefill_queues(
         else:
             pool = rng.permutation(sampler.eligible_subjects(int(row)))[: bank.size]
             pairs = np.stack([np.full(len(pool), int(row)), pool], axis=1)
-        for j in np.unique(pairs[:, 0]):  # one store read per landmark
-            subj = np.sort(pairs[pairs[:, 0] == j, 1])
-            for lo in range(0, len(subj), batch_size):
-                s_b = subj[lo:lo + batch_size]
-                hu = torch.from_numpy(store.read_landmark_batch(int(j), s_b))
-                x = augment(hu_to_input(hu.to(device)).unsqueeze(1), gen, aug_params)
-                keys = model.embed_keys(x, locations[int(j)])
-                model.memory_bank.enqueue(row, keys, torch.as_tensor(s_b))
-                written += len(s_b)
+        parts = [(int(j), np.sort(pairs[pairs[:, 0] == j, 1])) for j in np.unique(pairs[:, 0])]
+        hu = np.concatenate([store.read_landmark_batch(j, subj) for j, subj in parts])  # a read
+        lms = np.concatenate([np.full(len(subj), j) for j, subj in parts])  # per landmark
+        subj = np.concatenate([subj for _, subj in parts])
+        mix = rng.permutation(len(subj))  # batches of mixed landmarks (per-sample locations)
+        starts = list(range(0, len(mix), batch_size))
+        if len(starts) > 1 and len(mix) - starts[-1] < 2:
+            starts.pop()  # BatchNorm needs 2 samples: the last one joins the previous batch
+        for lo, hi in zip(starts, [*starts[1:], len(mix)]):
+            rows = mix[lo:hi]
+            x = augment(hu_to_input(torch.from_numpy(hu[rows]).to(device)).unsqueeze(1), gen,
+                        aug_params)
+            keys = model.embed_keys(x, locations[torch.as_tensor(lms[rows], device=device)])
+            model.memory_bank.enqueue(row, keys, torch.as_tensor(subj[rows]))
+            written += len(rows)
     return written
 
 
