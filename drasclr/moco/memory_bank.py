@@ -11,7 +11,6 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 #: Per-landmark initial queues are drawn from ``Generator(seed * INIT_STRIDE + landmark)`` so that
@@ -61,8 +60,11 @@ class MemoryBank(nn.Module):
         self.seed = seed
         keys = torch.empty(len(ids), size, dim)
         for row, landmark in enumerate(ids):
+            # drawn and normalised in place: no (K, D) temporaries, so the process grows by the
+            # bank's own size (bench train measures this as RSS)
             g = torch.Generator().manual_seed(seed * INIT_STRIDE + landmark)
-            keys[row] = F.normalize(torch.randn(size, dim, generator=g), dim=1)
+            torch.randn(size, dim, generator=g, out=keys[row])
+            keys[row].div_(keys[row].norm(dim=1, keepdim=True).clamp_min_(1e-12))
         self.register_buffer("keys", keys)
         self.register_buffer("subjects", torch.full((len(ids), size), EMPTY, dtype=torch.long))
         self.register_buffer("pointers", torch.zeros(len(ids), dtype=torch.long))
