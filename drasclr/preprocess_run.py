@@ -458,10 +458,10 @@ def _run_plan(
             # first actor to start would leave the others idle
             compute=ray.data.ActorPoolStrategy(size=n_workers, max_tasks_in_flight_per_actor=1),
             num_cpus=config.cpus_per_subject,
-            # a lost worker process is replaced and its subject re-run; _Attempts turns the
-            # subject into a failed row after config.max_worker_deaths deaths
-            max_restarts=-1,
-            max_task_retries=-1,
+            # a lost worker process is replaced and its subject re-run: Ray Data's actor pools
+            # default to max_restarts=-1 and max_task_retries=-1 (passing them is the deprecated
+            # **ray_remote_args path); _Attempts turns the subject into a failed row after
+            # config.max_worker_deaths deaths (tests/test_preprocess.py)
         )
         try:
             _consume(ds, by_id, finish, bar, failures, committed, errors)
