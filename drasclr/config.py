@@ -164,6 +164,21 @@ class StageConfig:
         except ConfigError as err:
             raise ConfigError(f"{path}: {err}") from err
 
+    def claim(self, path: str | Path) -> Path:
+        """Save as the config of a resumable run folder, refusing a folder made with another one.
+
+        Args:
+            path: the run folder's config file (e.g. ``<run>/pipeline.yaml``).
+
+        Raises:
+            ConfigError: ``path`` holds a different config of this stage.
+        """
+        path = Path(path)
+        if path.exists() and type(self).load(path) != self:
+            raise ConfigError(f"{path.parent}: holds a run with other settings ({path}); use "
+                              "another folder or the same settings to resume")
+        return self.save(path)
+
     def fingerprint(self) -> str:
         """Stable short hash of the config's content (for skip-if-done checks)."""
         blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
-from drasclr.config import ConfigError, StageConfig, check
+from drasclr.config import StageConfig, check
 from drasclr.fsutil import atomic_write_text
 
 __all__ = [
@@ -216,11 +216,7 @@ def run_pipeline(
 
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    cfg_file = run / "pipeline.yaml"
-    if cfg_file.exists() and PipelineConfig.load(cfg_file) != cfg:
-        raise ConfigError(f"{run}: holds a run with other settings ({cfg_file}); use another "
-                          "folder or the same settings to resume")
-    cfg.save(cfg_file)
+    cfg.claim(run / "pipeline.yaml")
     clock = _Clock(run / "timings.json")
     with ray_session(num_cpus=num_cpus):
         if cfg.inputs is None:

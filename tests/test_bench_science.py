@@ -61,3 +61,35 @@ def test_tiny_science_run_writes_every_method_and_metric(tmp_path: Path) -> None
     assert ("LAA-950 (image)", "log_fev1pp_r2") in finite
     with pytest.raises(ConfigError, match="other settings"):
         run_science(tmp_path / "sci", cfg.replace(budget_minutes=0.2), progress=False)
+
+
+def test_subject_table_reads_the_manifest_and_segments_only_what_it_lacks(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Image LAA-950 comes from preprocessing's manifest column; a subject without it is re-read."""
+    import pandas as pd
+
+    import drasclr.store as store_mod
+    from drasclr.bench.science import subject_table
+    from drasclr.evaluate import boxes
+
+    class FakeStore:
+        def __init__(self, path: object) -> None:
+            self.manifest = pd.DataFrame({"subject_id": ["a", "b", "c"],
+                                          "input_path": ["a.nii", "b.nii", "c.nii"],
+                                          "laa950": [0.1, np.nan, 0.3]})
+            self.subject_ids = ["a", "b", "c"]
+            self.num_subjects = 3
+
+    read: list[str] = []
+
+    def fake_read_scan(path: str, sid: str, seg: object) -> tuple[None, float]:
+        read.append(sid)
+        return None, 0.2
+
+    monkeypatch.setattr(store_mod, "PatchStore", FakeStore)
+    monkeypatch.setattr(boxes, "read_scan", fake_read_scan)
+    table = subject_table(tmp_path, tmp_path, progress=False)
+    assert read == ["b"]
+    assert table["subject_id"].tolist() == ["a", "b", "c"]
+    assert table["laa950_image"].tolist() == pytest.approx([0.1, 0.2, 0.3])

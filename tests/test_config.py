@@ -66,3 +66,14 @@ def test_load_errors(tmp_path: Path) -> None:
     p.write_text(": : :\n")
     with pytest.raises(ConfigError, match="cannot read config"):
         Demo.load(p)
+
+
+def test_claim_resumes_the_same_config_and_refuses_another(tmp_path: Path) -> None:
+    """A run folder's config: the same settings resume, other settings are refused untouched."""
+    path = tmp_path / "run" / "demo.yaml"
+    path.parent.mkdir()
+    Demo(n=4).claim(path)
+    assert Demo(n=4).claim(path) == path
+    with pytest.raises(ConfigError, match="holds a run with other settings"):
+        Demo(n=5).claim(path)
+    assert Demo.load(path) == Demo(n=4)

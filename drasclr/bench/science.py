@@ -157,7 +157,13 @@ def _store_complete(cohort: Path, store: Path) -> bool:
 
 
 def subject_table(cohort: Path, store_path: Path, progress: bool) -> pd.DataFrame:
-    """Per subject: image LAA-950 inside the pipeline's own (segmented) lung mask."""
+    """Per subject: image LAA-950 inside the pipeline's own (segmented) lung mask.
+
+    Read from the store manifest's ``laa950`` column (preprocessing's segmentation of the 1 mm
+    clipped CT, the value ``drasclr evaluate`` reports as "LAA-950 (image)"); only subjects
+    whose manifest row lacks it (stores written before the column existed) are re-read and
+    segmented from their input scan.
+    """
     from concurrent.futures import ThreadPoolExecutor
 
     from tqdm.auto import tqdm
@@ -167,15 +173,19 @@ def subject_table(cohort: Path, store_path: Path, progress: bool) -> pd.DataFram
 
     store = PatchStore(store_path)
     man = store.manifest.set_index("subject_id")
+    known = (man["laa950"] if "laa950" in man.columns
+             else pd.Series(np.nan, index=man.index)).astype(np.float64)
+    subjects = list(store.subject_ids)
+    missing = [sid for sid in subjects if not np.isfinite(known.get(sid, np.nan))]
 
-    def one(sid: str) -> dict[str, Any]:
-        _, laa = read_scan(man.loc[sid, "input_path"], sid, None)
-        return {"subject_id": sid, "laa950_image": laa}
+    def one(sid: str) -> float:
+        return float(read_scan(man.loc[sid, "input_path"], sid, None)[1])
 
     with ThreadPoolExecutor(2) as pool:
-        rows = list(tqdm(pool.map(one, store.subject_ids), total=store.num_subjects,
-                         desc="image LAA-950", disable=not progress))
-    return pd.DataFrame(rows)
+        fresh = dict(zip(missing, tqdm(pool.map(one, missing), total=len(missing),
+                                       desc="image LAA-950", disable=not progress or not missing)))
+    return pd.DataFrame({"subject_id": subjects,
+                         "laa950_image": [fresh.get(sid, known.get(sid)) for sid in subjects]})
 
 
 def calibrated_steps(config: Any, store: Path, budget_s: float, scratch: Path) -> tuple[int, float]:
@@ -437,13 +447,7 @@ def run_science(out_dir: str | Path, cfg: ScienceConfig, progress: bool = True) 
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cfg_file = out / "science_config.yaml"
-    if cfg_file.exists() and ScienceConfig.load(cfg_file) != cfg:
-        from drasclr.config import ConfigError
-
-        raise ConfigError(f"{out}: holds a science run with other settings ({cfg_file}); use "
-                          "another folder or the same settings to resume")
-    cfg.save(cfg_file)
+    cfg.claim(out / "science_config.yaml")
     clock = _Clock(out / "timings.json")
     t0 = time.perf_counter()
     with ray_session(num_cpus=cfg.threads):
