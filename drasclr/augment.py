@@ -43,6 +43,9 @@ class AugmentParams:
         gamma_range: contrast gamma drawn from U(lo, hi); MONAI's default (0.5, 4.5), which the
             official ``RandAdjustContrast(prob=0.25)`` used.
         contrast_prob: probability of the contrast change per patch (0.25).
+        shift_hu: a whole-patch intensity offset drawn from U(-s, s) HU for every patch (not in
+            the official recipe, default 0): a stand-in for inspiration and calibration, which
+            move all lung HU of a scan together.
     """
 
     rotate_deg: float = 10.0
@@ -54,13 +57,14 @@ class AugmentParams:
     noise_sample_std: bool = False
     gamma_range: tuple[float, float] = (0.5, 4.5)
     contrast_prob: float = 0.25
+    shift_hu: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("affine_prob", "noise_prob", "contrast_prob"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
-        for name in ("rotate_deg", "translate_vox", "scale", "noise_std_hu"):
+        for name in ("rotate_deg", "translate_vox", "scale", "noise_std_hu", "shift_hu"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.scale >= 1.0:
@@ -257,12 +261,37 @@ def random_contrast(
 
 
 @torch.no_grad()
+def random_intensity_shift(
+    x: Tensor,
+    generator: torch.Generator | None = None,
+    shift: float = 0.0,
+) -> Tensor:
+    """Add one offset drawn from U(-shift, shift) to each whole patch.
+
+    Args:
+        x: (B, C, D, H, W) float patches, input units.
+        generator: RNG; global RNG when None.
+        shift: half range of the offset, input units (``hu_to_input_scale(hu)``).
+
+    Returns:
+        Shifted patches; ``x`` itself when ``shift`` is 0.
+    """
+    _check_batch(x)
+    if shift == 0.0:
+        return x
+    b = x.shape[0]
+    offset = (_uniform(b, 1, generator, x)[:, 0] * 2 - 1) * shift
+    return x + offset.view(b, 1, 1, 1, 1)
+
+
+@torch.no_grad()
 def augment(
     x: Tensor,
     generator: torch.Generator | None = None,
     params: AugmentParams = AugmentParams(),
 ) -> Tensor:
-    """The official augmentation: affine, then Gaussian noise, then gamma contrast.
+    """The official augmentation: affine, then Gaussian noise, then gamma contrast (then an
+    intensity offset when ``params.shift_hu`` > 0; off in the official recipe).
 
     Args:
         x: (B, 1, P, P, P) float patches in input units ([-1, 1]).
@@ -276,4 +305,5 @@ def augment(
                       params.affine_prob)
     x = random_gaussian_noise(x, generator, hu_to_input_scale(params.noise_std_hu),
                               params.noise_prob, params.noise_sample_std)
-    return random_contrast(x, generator, params.gamma_range, params.contrast_prob)
+    x = random_contrast(x, generator, params.gamma_range, params.contrast_prob)
+    return random_intensity_shift(x, generator, hu_to_input_scale(params.shift_hu))

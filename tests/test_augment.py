@@ -16,8 +16,10 @@ from drasclr.augment import (
     random_affine,
     random_contrast,
     random_gaussian_noise,
+    random_intensity_shift,
 )
 from drasclr.nn import hu_to_input
+from drasclr.nn.intensity import hu_to_input_scale
 
 
 def _patches(b: int = 6, p: int = 16, seed: int = 0) -> torch.Tensor:
@@ -116,3 +118,31 @@ def test_invalid_params() -> None:
         AugmentParams(gamma_range=(0.0, 2.0))
     with pytest.raises(ValueError):
         augment(torch.zeros(2, 4, 4, 4))
+
+
+def test_intensity_shift_moves_each_patch_by_one_offset_in_range() -> None:
+    """Every voxel of a patch moves by the same offset, drawn within +-shift; 0 is the identity."""
+    x = _patches(b=64)
+    shift = hu_to_input_scale(30.0)
+    y = random_intensity_shift(x, torch.Generator().manual_seed(3), shift)
+    d = (y - x).flatten(1)
+    torch.testing.assert_close(d.amax(1), d.amin(1), atol=1e-6, rtol=0)
+    assert d[:, 0].abs().max() <= shift and d[:, 0].std() > shift / 3
+    assert random_intensity_shift(x, None, 0.0) is x
+    params = AugmentParams(rotate_deg=0, translate_vox=0, scale=0, noise_prob=0, contrast_prob=0,
+                           shift_hu=30.0)
+    torch.testing.assert_close(augment(x, torch.Generator().manual_seed(3), params), y)
+    with pytest.raises(ValueError, match="shift_hu"):
+        AugmentParams(shift_hu=-1.0)
+
+
+def test_pretrain_config_passes_its_augmentation_through() -> None:
+    from drasclr.config import ConfigError
+    from drasclr.train.config import PretrainConfig
+
+    p = PretrainConfig(noise_prob=1.0, noise_sample_std=True, shift_hu=20.0,
+                       translate_vox=4.0).augment_params
+    assert (p.noise_prob, p.noise_sample_std, p.shift_hu, p.translate_vox) == (1.0, True, 20.0, 4.0)
+    assert PretrainConfig(augment=False).augment_params == NO_AUGMENTATION
+    with pytest.raises(ConfigError, match="noise_prob"):
+        PretrainConfig(noise_prob=1.5)

@@ -2,14 +2,14 @@
 log the training-time patch probe, then probe frozen patch features of all subjects at 40
 landmarks (BatchNorm running statistics and per-landmark statistics)."""
 """Experiment harness: pretrain with overrides, then probe patch features (eval BN and per-landmark BN)."""
-import argparse, json, time, copy
+import argparse, json, time
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from drasclr.train.config import PretrainConfig
 from drasclr.train.run import train_single_process
 from drasclr.train.export import load_encoder, export_initial_encoder
 from drasclr.store import PatchStore
-from drasclr.nn.intensity import hu_to_input
+from drasclr.features.encoding import encode_patches, encode_patches_landmark_bn
 from drasclr.probing import ridge_probe
 
 ap = argparse.ArgumentParser()
@@ -48,18 +48,21 @@ enc, _ = load_encoder(exp)
 rng = np.random.default_rng(7)
 lms = np.sort(rng.choice(np.unique(truth.landmark), a.eval_landmarks, replace=False))
 rows = truth[truth.landmark.isin(lms) & truth.valid & (truth.lung_fraction >= 0.5)].sort_values(["landmark", "store_index"]).reset_index(drop=True)
-locs = torch.as_tensor(store.landmarks_norm, dtype=torch.float32)
+locs = np.asarray(store.landmarks_norm, dtype=np.float32)
 feats = {"eval": [], "lmbn": []}
-with torch.no_grad():
-    lms = np.array([j for j in lms if (rows.landmark == j).sum() >= 2])
-    rows = rows[rows.landmark.isin(lms)].reset_index(drop=True)
+cpu = torch.device("cpu")
+lms = np.array([j for j in lms if (rows.landmark == j).sum() >= 2])
+rows = rows[rows.landmark.isin(lms)].reset_index(drop=True)
+enc.eval()
+with torch.inference_mode():
     for j in lms:
         r = rows[rows.landmark == j]
-        hu = torch.from_numpy(store.read_landmark_batch(int(j), r.store_index.to_numpy()))
-        x = hu_to_input(hu).unsqueeze(1)
-        enc.eval(); fe = [enc(x[i:i+128], locs[int(j)]) for i in range(0, len(x), 128)]
-        feats["eval"].append(torch.cat(fe).numpy())
-        e2 = copy.deepcopy(enc).train(); feats["lmbn"].append(e2(x, locs[int(j)]).numpy())
+        hu = store.read_landmark_batch(int(j), r.store_index.to_numpy())
+        feats["eval"].append(np.concatenate([encode_patches(enc, hu[i:i + 128], locs[int(j)], cpu)
+                                             for i in range(0, len(hu), 128)]))
+for j in lms:  # BatchNorm statistics of this landmark's patches (FeaturesConfig.bn_stats: landmark)
+    hu = store.read_landmark_batch(int(j), rows[rows.landmark == j].store_index.to_numpy())
+    feats["lmbn"].append(encode_patches_landmark_bn(enc, hu, locs[int(j)], cpu))
 res = {"name": out.name, "over": over, "steps": a.steps, "train_s": round(train_s, 1)}
 for mode, f in feats.items():
     X = np.concatenate(f)

@@ -67,6 +67,11 @@ class PretrainConfig(StageConfig):
             emphysema is coded by intensity, and a random gamma remap of a view teaches the
             encoder to ignore exactly that, see docs/results.md).
         noise_std_hu: Gaussian noise sigma of the augmentation in HU (official 50).
+        noise_prob: probability of the noise per view (official 0.25).
+        noise_sample_std: draw each view's noise sigma from U(0, noise_std_hu), so the noise
+            level of a view says nothing about its scan (official: fixed sigma).
+        shift_hu: whole-view intensity offset U(-s, s) HU (not official; default 0).
+        translate_vox: translation range of the affine, voxels (official 12).
         probe_every: run the patch probe every this many steps (0 = never); needs ``probe_file``.
         probe_file: ``.npz`` of probe patches (``store_index``, ``landmark``, ``target``) written
             by :func:`drasclr.evaluate.patch_probe.write_probe_file`.
@@ -113,6 +118,10 @@ class PretrainConfig(StageConfig):
     bn_groups: int = 1
     contrast_prob: float = 0.0
     noise_std_hu: float = 50.0
+    noise_prob: float = 0.25
+    noise_sample_std: bool = False
+    shift_hu: float = 0.0
+    translate_vox: float = 12.0
     probe_every: int = 0
     probe_file: str = ""
     collapse_cosine: float = 0.95
@@ -158,6 +167,9 @@ class PretrainConfig(StageConfig):
         check(self.bn_groups >= 1, s, "bn_groups", f"must be >= 1, got {self.bn_groups}")
         check(0 <= self.contrast_prob <= 1, s, "contrast_prob", "must be in [0, 1]")
         check(self.noise_std_hu >= 0, s, "noise_std_hu", "must be >= 0")
+        check(0 <= self.noise_prob <= 1, s, "noise_prob", "must be in [0, 1]")
+        check(self.shift_hu >= 0, s, "shift_hu", "must be >= 0")
+        check(self.translate_vox >= 0, s, "translate_vox", "must be >= 0")
         check(self.probe_every >= 0, s, "probe_every", "must be >= 0")
         check(self.probe_every == 0 or bool(self.probe_file), s, "probe_file",
               "probe_every > 0 needs a probe_file")
@@ -176,7 +188,9 @@ class PretrainConfig(StageConfig):
 
         if not self.augment:
             return NO_AUGMENTATION
-        return AugmentParams(contrast_prob=self.contrast_prob, noise_std_hu=self.noise_std_hu)
+        return AugmentParams(contrast_prob=self.contrast_prob, noise_std_hu=self.noise_std_hu,
+                             noise_prob=self.noise_prob, noise_sample_std=self.noise_sample_std,
+                             shift_hu=self.shift_hu, translate_vox=self.translate_vox)
 
     @property
     def uses_neighbours(self) -> bool:
