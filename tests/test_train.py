@@ -300,3 +300,18 @@ def test_real_negatives_probe_and_collapse_metrics(store16: Path, tmp_path: Path
     assert all(np.isfinite(p["probe_r2"]) and p["probe_patches"] == S * L for p in probes)
     with pytest.raises(ConfigError, match="probe_file"):
         tiny_config(probe_every=5)
+
+
+def test_ray_workers_get_an_absolute_probe_path(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relative probe file (the demo's runs/demo/models/probe_train.npz) reaches Ray Train
+    workers, which run in another working directory, as an absolute path."""
+    from drasclr.train.config import PretrainConfig
+    from drasclr.train.run import worker_config
+
+    monkeypatch.chdir(tmp_path)
+    cfg = PretrainConfig(probe_every=5, probe_file="runs/demo/models/probe_train.npz")
+    sent = worker_config(cfg)
+    assert sent["probe_file"] == str(tmp_path / "runs/demo/models/probe_train.npz")
+    assert PretrainConfig.from_dict(sent).replace(probe_file=cfg.probe_file) == cfg
+    assert worker_config(PretrainConfig())["probe_file"] == ""

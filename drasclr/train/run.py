@@ -236,6 +236,19 @@ def train_single_process(
 
 
 # --------------------------------------------------------------------------- Ray Train
+def worker_config(config: PretrainConfig) -> dict[str, Any]:
+    """The config as the Ray Train workers receive it: local file paths made absolute.
+
+    Workers run in their own working directory, so a path relative to the driver's (e.g. the
+    training probe's ``runs/demo/models/probe_train.npz``) would not be found there. The run's
+    saved config keeps the path as given.
+    """
+    d = config.to_dict()
+    if config.probe_file and "://" not in config.probe_file:
+        d["probe_file"] = str(Path(config.probe_file).resolve())
+    return d
+
+
 def _ray_train_fn(loop_config: dict[str, Any]) -> None:
     """The Ray Train worker function: build the context from Ray and run the loop."""
     import ray.train
@@ -379,7 +392,7 @@ def pretrain(
     trainer = TorchTrainer(
         _ray_train_fn,
         train_loop_config={
-            "config": config.to_dict(),
+            "config": worker_config(config),
             "store": str(Path(store_path).resolve()),
             "out": str(out),
             "fault": fault,
