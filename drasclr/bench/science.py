@@ -63,7 +63,9 @@ class ScienceConfig(StageConfig):
         momentum: key-encoder momentum.
         queue_size: K (capped by the cohort for per-landmark queues).
         threads: torch threads for pretraining and extraction.
-        bn_stats: BatchNorm statistics at feature extraction (``running`` or ``landmark``).
+        bn_stats: BatchNorm statistics at feature extraction (``running`` or ``landmark``;
+            default ``landmark``: it doubled trained encoders' patch probe in recipe round 2,
+            docs/results.md).
         probe_repeats: CV repeats of the patch probe.
         image_repeats: CV repeats of the image readouts.
         dense_subjects: subjects with dense maps (for ``dense_dice``), first pretraining seed only.
@@ -83,7 +85,7 @@ class ScienceConfig(StageConfig):
     momentum: float = 0.99
     queue_size: int = 4096
     threads: int = 2
-    bn_stats: str = "running"
+    bn_stats: str = "landmark"
     probe_repeats: int = 2
     image_repeats: int = 5
     dense_subjects: int = 2
@@ -511,7 +513,7 @@ def register(sub: Any) -> None:
                    help="pretraining wall-clock minutes per method and seed")
     p.add_argument("--pretrain-seeds", type=int, default=2, help="pretraining seeds per method")
     p.add_argument("--batch-size", type=int, default=32, help="subjects per pretraining batch")
-    p.add_argument("--bn-stats", choices=("running", "landmark"), default="running",
+    p.add_argument("--bn-stats", choices=("running", "landmark"), default="landmark",
                    help="BatchNorm statistics at feature extraction")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=_cmd)
