@@ -146,3 +146,15 @@ def test_pretrain_config_passes_its_augmentation_through() -> None:
     assert PretrainConfig(augment=False).augment_params == NO_AUGMENTATION
     with pytest.raises(ConfigError, match="noise_prob"):
         PretrainConfig(noise_prob=1.5)
+
+
+def test_pretraining_translates_less_than_the_official_augmentation() -> None:
+    """Pretraining's default translation is +-4 voxels (official +-12; docs/results.md round 3):
+    no drawn shift exceeds 4 voxels."""
+    from drasclr.train.config import PretrainConfig
+
+    p = PretrainConfig().augment_params
+    assert p.translate_vox == 4.0 and AugmentParams().translate_vox == 12.0
+    shifts = affine_matrices(2000, torch.Generator().manual_seed(0), torch.zeros(1),
+                             p.rotate_deg, p.translate_vox, p.scale)[:, :, 3]
+    assert shifts.abs().max() <= 4.0 and shifts.abs().max() > 3.9

@@ -71,7 +71,10 @@ class PretrainConfig(StageConfig):
         noise_sample_std: draw each view's noise sigma from U(0, noise_std_hu), so the noise
             level of a view says nothing about its scan (official: fixed sigma).
         shift_hu: whole-view intensity offset U(-s, s) HU (not official; default 0).
-        translate_vox: translation range of the affine, voxels (official 12).
+        translate_vox: translation range of the affine, voxels (official 12; default 4: with
+            +-12 on 32^3 patches the two views of a patch can be 24 voxels apart, the contrastive
+            task was barely learned and the projection drifted toward collapse; +-4 learned it
+            better on 4 of 4 seeds, docs/results.md round 3).
         probe_every: run the patch probe every this many steps (0 = never); needs ``probe_file``.
         probe_file: ``.npz`` of probe patches (``store_index``, ``landmark``, ``target``) written
             by :func:`drasclr.evaluate.patch_probe.write_probe_file`.
@@ -121,7 +124,7 @@ class PretrainConfig(StageConfig):
     noise_prob: float = 0.25
     noise_sample_std: bool = False
     shift_hu: float = 0.0
-    translate_vox: float = 12.0
+    translate_vox: float = 4.0
     probe_every: int = 0
     probe_file: str = ""
     collapse_cosine: float = 0.95
