@@ -315,3 +315,30 @@ def test_ray_workers_get_an_absolute_probe_path(tmp_path: Path,
     assert sent["probe_file"] == str(tmp_path / "runs/demo/models/probe_train.npz")
     assert PretrainConfig.from_dict(sent).replace(probe_file=cfg.probe_file) == cfg
     assert worker_config(PretrainConfig())["probe_file"] == ""
+
+
+def test_steps_between_logs_read_nothing_back_from_the_device(store16: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    """Metrics are read back (item / float / tolist / cpu / numpy) only on logging steps: a run
+    of 8 steps logging once makes as many read-backs as a run of 4 steps logging once.
+
+    Without the neighbour pass: its mixed-location plan reads the location counts back once per
+    step (``drasclr.nn.condconv._unique_rows``), a sync of the split path that remains."""
+    counts = {"n": 0}
+    for name in ("item", "tolist", "cpu", "numpy", "__float__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self: torch.Tensor, *a: object, _f: object = original, **k: object) -> object:
+            counts["n"] += 1
+            return _f(self, *a, **k)  # type: ignore[operator]
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    reads = []
+    for steps in (4, 8):
+        counts["n"] = 0
+        cfg = tiny_config(steps=steps, log_every=steps, checkpoint_every=100,
+                          deterministic=False, neighbours=0)
+        train_single_process(cfg, store16, tmp_path / f"r{steps}")
+        reads.append(counts["n"])
+    assert reads[0] == reads[1], reads
