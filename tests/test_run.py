@@ -91,6 +91,7 @@ def test_bad_labels_stop_the_run_with_a_clear_error(plain_folder: tuple[Path, Pa
     scans, csv = plain_folder
     bad = tmp_path / "bad.csv"
     frame = pd.read_csv(csv)
+    frame["FEV1/FVC"] = frame["FEV1/FVC"].astype(object)
     frame.loc[3, "FEV1/FVC"] = "0,61"  # a decimal comma
     frame.to_csv(bad, index=False)
     argv = ["run", "--inputs", str(scans), "--labels", str(bad), "--out", str(tmp_path / "r"),

@@ -310,11 +310,32 @@ def score_method(
     metrics, _ = _metrics_of_features(pf.features.astype(np.float64), list(pf.subject_ids),
                                       truth, labels, store, cfg, seed)
     if seed == cfg.seeds[0] and cfg.dense_subjects:
-        metrics["dense_dice"] = [dense_dice(features.parent.parent, cfg, name, seed, pf, truth,
+        dense_pf = pf
+        if cfg.bn_stats != "running":
+            # dense maps encode windows anywhere in the lung, where no per-landmark statistics
+            # exist: their probe is fitted on features with the encoder's running statistics too
+            dense_pf = read_patch_features(_running_features(out_of(features), name, seed))
+        metrics["dense_dice"] = [dense_dice(out_of(features), cfg, name, seed, dense_pf, truth,
                                             labels, store, cohort)]
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(metrics))
     return metrics
+
+
+def out_of(features: Path) -> Path:
+    """The benchmark folder of a ``<out>/features/<method>_s<seed>`` folder."""
+    return features.parent.parent
+
+
+def _running_features(out: Path, name: str, seed: int) -> Path:
+    """Patch features with the encoder's BatchNorm running statistics (skipped when done)."""
+    from drasclr.features import FeaturesConfig, extract_features
+    from drasclr.train.export import EXPORT_DIR
+
+    folder = out / "features" / f"{_slug(name)}_s{seed}_running"
+    extract_features(out / "models" / f"{_slug(name)}_s{seed}" / EXPORT_DIR, out / "store", folder,
+                     FeaturesConfig(bn_stats="running", batch_size=128))
+    return folder
 
 
 def dense_subject_ids(labels: pd.DataFrame, k: int) -> list[str]:
