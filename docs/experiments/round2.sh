@@ -9,11 +9,9 @@
 #              U(-30, 30) HU, so a view's noise level and overall density no longer identify
 #              its scan (the synthetic scans, like real ones, differ in noise and inspiration)
 set -euo pipefail
-R=${1:?run folder}; S=$R/store; T=$R/patch_truth.parquet; E=$R/recipe_round2
-H="$(dirname "$0")/recipe_probe.py"
+R=${1:?run folder}; E=$R/recipe_round2; STEPS=150
+. "$(dirname "$0")/common.sh"
 mkdir -p "$E"
-run() { python "$H" --store "$S" --truth "$T" --out "$E/$1" --steps 150 --threads 1 \
-          --eval-landmarks 40 "${@:2}" > "$E/$1.log" 2>&1; }
 NUIS="noise_prob=1.0 noise_sample_std=true shift_hu=30.0"
 for seed in 0 1; do
   run base_s$seed --set probe_every=50 seed=$seed &

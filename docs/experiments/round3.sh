@@ -7,10 +7,8 @@
 #            patches; with +-12 the two views of one patch can be 24 voxels apart, sharing a
 #            quarter of their extent along an axis, and round 2's top-1 stayed near chance.
 set -euo pipefail
-R=${1:?run folder}; S=$R/store; T=$R/patch_truth.parquet; E=$R/recipe_round2
-H="$(dirname "$0")/recipe_probe.py"
+R=${1:?run folder}; E=$R/recipe_round2; STEPS=150
+. "$(dirname "$0")/common.sh"
 mkdir -p "$E"
-run() { python "$H" --store "$S" --truth "$T" --out "$E/$1" --steps 150 --threads 1 \
-          --eval-landmarks 40 "${@:2}" > "$E/$1.log" 2>&1; }
 run shift4_s0 --set probe_every=50 seed=0 translate_vox=4.0 &
 run shift4_s1 --set probe_every=50 seed=1 translate_vox=4.0 ; wait

@@ -175,10 +175,10 @@ def subject_table(cohort: Path, store_path: Path, progress: bool) -> pd.DataFram
 
     store = PatchStore(store_path)
     man = store.manifest.set_index("subject_id")
-    known = (man["laa950"] if "laa950" in man.columns
-             else pd.Series(np.nan, index=man.index)).astype(np.float64)
     subjects = list(store.subject_ids)
-    missing = [sid for sid in subjects if not np.isfinite(known.get(sid, np.nan))]
+    known = (man["laa950"] if "laa950" in man.columns
+             else pd.Series(np.nan, index=man.index)).astype(np.float64).reindex(subjects)
+    missing = known.index[~np.isfinite(known.to_numpy())].tolist()
 
     def one(sid: str) -> float:
         return float(read_scan(man.loc[sid, "input_path"], sid, None)[1])
@@ -186,8 +186,8 @@ def subject_table(cohort: Path, store_path: Path, progress: bool) -> pd.DataFram
     with ThreadPoolExecutor(2) as pool:
         fresh = dict(zip(missing, tqdm(pool.map(one, missing), total=len(missing),
                                        desc="image LAA-950", disable=not progress or not missing)))
-    return pd.DataFrame({"subject_id": subjects,
-                         "laa950_image": [fresh.get(sid, known.get(sid)) for sid in subjects]})
+    known.update(pd.Series(fresh, dtype=np.float64))
+    return pd.DataFrame({"subject_id": subjects, "laa950_image": known.to_numpy()})
 
 
 def calibrated_steps(config: Any, store: Path, budget_s: float, scratch: Path) -> tuple[int, float]:
@@ -261,13 +261,20 @@ def budget_steps(
     return int(table[name]["steps"])
 
 
-def extract(out: Path, cfg: ScienceConfig, name: str, seed: int, encoder: Path, store: Path) -> Path:
-    """Patch features of every stored subject (skipped when done)."""
+def extract(out: Path, cfg: ScienceConfig, name: str, seed: int, encoder: Path, store: Path,
+            bn_stats: str | None = None) -> Path:
+    """Patch features of every stored subject (skipped when done).
+
+    ``bn_stats`` overrides ``cfg.bn_stats``; features with other statistics than the
+    benchmark's go to a folder suffixed with them (``<method>_s<seed>_running``).
+    """
     from drasclr.features import FeaturesConfig, extract_features
 
-    folder = out / "features" / f"{_slug(name)}_s{seed}"
+    stats = bn_stats or cfg.bn_stats
+    suffix = "" if stats == cfg.bn_stats else f"_{stats}"
+    folder = out / "features" / f"{_slug(name)}_s{seed}{suffix}"
     extract_features(encoder, store, folder,
-                     FeaturesConfig(bn_stats=cfg.bn_stats, batch_size=128))  # type: ignore[arg-type]
+                     FeaturesConfig(bn_stats=stats, batch_size=128))  # type: ignore[arg-type]
     return folder
 
 
@@ -310,32 +317,21 @@ def score_method(
     metrics, _ = _metrics_of_features(pf.features.astype(np.float64), list(pf.subject_ids),
                                       truth, labels, store, cfg, seed)
     if seed == cfg.seeds[0] and cfg.dense_subjects:
+        out = features.parent.parent  # <out>/features/<method>_s<seed>
         dense_pf = pf
         if cfg.bn_stats != "running":
             # dense maps encode windows anywhere in the lung, where no per-landmark statistics
             # exist: their probe is fitted on features with the encoder's running statistics too
-            dense_pf = read_patch_features(_running_features(out_of(features), name, seed))
-        metrics["dense_dice"] = [dense_dice(out_of(features), cfg, name, seed, dense_pf, truth,
-                                            labels, store, cohort)]
+            from drasclr.train.export import EXPORT_DIR
+
+            encoder = out / "models" / f"{_slug(name)}_s{seed}" / EXPORT_DIR
+            dense_pf = read_patch_features(extract(out, cfg, name, seed, encoder, out / "store",
+                                                   bn_stats="running"))
+        metrics["dense_dice"] = [dense_dice(out, cfg, name, seed, dense_pf, truth, labels, store,
+                                            cohort)]
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(metrics))
     return metrics
-
-
-def out_of(features: Path) -> Path:
-    """The benchmark folder of a ``<out>/features/<method>_s<seed>`` folder."""
-    return features.parent.parent
-
-
-def _running_features(out: Path, name: str, seed: int) -> Path:
-    """Patch features with the encoder's BatchNorm running statistics (skipped when done)."""
-    from drasclr.features import FeaturesConfig, extract_features
-    from drasclr.train.export import EXPORT_DIR
-
-    folder = out / "features" / f"{_slug(name)}_s{seed}_running"
-    extract_features(out / "models" / f"{_slug(name)}_s{seed}" / EXPORT_DIR, out / "store", folder,
-                     FeaturesConfig(bn_stats="running", batch_size=128))
-    return folder
 
 
 def dense_subject_ids(labels: pd.DataFrame, k: int) -> list[str]:
