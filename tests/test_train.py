@@ -21,7 +21,7 @@ from drasclr.train.loader import (
     PatchLoader,
     landmark_shard,
 )
-from drasclr.train.loop import NonFiniteLossError, learning_rate, read_metrics
+from drasclr.train.loop import NonFiniteLossError, learning_rate, make_optimizer, read_metrics
 from drasclr.train.run import train_single_process
 from drasclr.train.synthetic import make_synthetic_store
 
@@ -169,6 +169,17 @@ def test_learning_rate_warmup_then_cosine() -> None:
     assert lrs[-1] < 0.01
     with pytest.raises(ConfigError, match="conditioning"):
         PretrainConfig(model="moco", conditioning="loccondconv")
+
+
+def test_optimizer_choice() -> None:
+    w = [torch.nn.Parameter(torch.ones(3))]
+    sgd = make_optimizer(tiny_config(lr=0.1), w)
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["momentum"] == 0.9
+    adamw = make_optimizer(tiny_config(optimizer="adamw", lr=1e-3, weight_decay=0.05), w)
+    assert isinstance(adamw, torch.optim.AdamW)
+    assert (adamw.defaults["lr"], adamw.defaults["weight_decay"]) == (1e-3, 0.05)
+    with pytest.raises(ConfigError, match="optimizer"):
+        tiny_config(optimizer="lion")
 
 
 # ----------------------------------------------------------------------------- resume

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from drasclr.augment import AugmentParams
 
 ModelKind = Literal["drasclr", "moco"]
+OptimizerKind = Literal["sgd", "adamw"]
 CONFIG_FILE = "pretrain_config.yaml"
 
 
@@ -35,7 +36,9 @@ class PretrainConfig(StageConfig):
         neighbour_weight: beta of ``L = L_loc + beta L_ngb``.
         warmup_epochs: epochs trained with the local loss only (beta = 0).
         batch_size: B, subjects per batch (per worker); batches are dropped when incomplete.
-        lr: base learning rate (paper: 0.01 for B = 128).
+        optimizer: ``sgd`` (the paper: SGD with ``sgd_momentum`` and L2 ``weight_decay``) or
+            ``adamw`` (Adam with decoupled ``weight_decay``; default betas).
+        lr: base learning rate (paper: 0.01 for B = 128, SGD).
         lr_warmup_steps: linear learning-rate warm-up steps before the cosine decay.
         sgd_momentum: SGD momentum.
         weight_decay: SGD weight decay.
@@ -95,6 +98,7 @@ class PretrainConfig(StageConfig):
     neighbour_weight: float = 1.0
     warmup_epochs: int = 0
     batch_size: int = 128
+    optimizer: OptimizerKind = "sgd"
     lr: float = 0.01
     lr_warmup_steps: int = 0
     sgd_momentum: float = 0.9
@@ -149,6 +153,8 @@ class PretrainConfig(StageConfig):
         check(self.neighbour_weight >= 0, s, "neighbour_weight", "must be >= 0")
         check(self.warmup_epochs >= 0, s, "warmup_epochs", "must be >= 0")
         check(self.batch_size >= 2, s, "batch_size", f"must be >= 2, got {self.batch_size}")
+        check(self.optimizer in ("sgd", "adamw"), s, "optimizer",
+              f"must be 'sgd' or 'adamw', got {self.optimizer!r}")
         check(math.isfinite(self.lr) and self.lr > 0, s, "lr", f"must be > 0, got {self.lr}")
         check(self.lr_warmup_steps >= 0, s, "lr_warmup_steps", "must be >= 0")
         check(0 <= self.sgd_momentum < 1, s, "sgd_momentum", "must be in [0, 1)")

@@ -186,6 +186,15 @@ def _random_subjects(
     return out
 
 
+def make_optimizer(config: PretrainConfig, params: list[Tensor]) -> torch.optim.Optimizer:
+    """The run's optimizer (``config.optimizer``) over ``params`` at the base learning rate."""
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        params, lr=config.lr, momentum=config.sgd_momentum, weight_decay=config.weight_decay
+    )
+
+
 def learning_rate(config: PretrainConfig, step: int, total_steps: int) -> float:
     """Learning rate of 0-based ``step``: linear warm-up, then cosine decay to 0 at the end."""
     w = min(config.lr_warmup_steps, max(total_steps - 1, 0))
@@ -391,9 +400,7 @@ def train_worker(
     model = build_model(config, sampler.landmarks, ctx.distributed,
                         num_subjects=store.num_subjects).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(
-        params, lr=config.lr, momentum=config.sgd_momentum, weight_decay=config.weight_decay
-    )
+    optimizer = make_optimizer(config, params)
     gen = torch.Generator(device=device).manual_seed(config.seed * 7919 + ctx.rank + 1)
     torch.manual_seed(config.seed * 104729 + ctx.rank)
     aug_params = config.augment_params
