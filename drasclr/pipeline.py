@@ -90,6 +90,12 @@ class PipelineConfig(StageConfig):
         atlas_candidates: scans considered for the automatic atlas choice.
         stop_after: last stage to run (one of :data:`STAGES`; None: the whole chain). A run
             stopped early writes no report; re-running without it resumes.
+        bn_stats: BatchNorm statistics of the feature extraction, for every method alike
+            (``landmark``: per landmark, which doubled trained encoders' patch probe in
+            docs/results.md round 2; ``running``: the training run's averages). With
+            ``landmark``, methods with an encoder are also extracted with running statistics
+            (``features/<method>_running``) for the detected fraction, whose box readout is
+            fitted on the encoder's running-statistics outputs.
     """
 
     stage: ClassVar[str] = "pipeline"
@@ -114,6 +120,7 @@ class PipelineConfig(StageConfig):
     atlas: str | None = None
     atlas_candidates: int = 16
     stop_after: str | None = None
+    bn_stats: str = "landmark"
 
     def validate(self) -> None:
         """Check the method names and ranges."""
@@ -126,6 +133,8 @@ class PipelineConfig(StageConfig):
         check(self.train_workers >= 1, s, "train_workers", "must be >= 1")
         check(self.atlas_candidates >= 1, s, "atlas_candidates", "must be >= 1")
         check(self.stop_after in (None, *STAGES), s, "stop_after", f"one of {list(STAGES)}")
+        check(self.bn_stats in ("running", "landmark"), s, "bn_stats",
+              f"must be 'running' or 'landmark', got {self.bn_stats!r}")
         check(self.inputs is not None or self.labels is None, s, "labels",
               "a labels table goes with inputs (the synthetic cohort brings its own)")
 
@@ -289,9 +298,17 @@ def _chain(run: Path, cfg: PipelineConfig, inputs: Path, labels: Path | None, cl
                                    _encoder(cfg, n, o, store, run))
     if cfg.stop_after == "pretrain":
         return
+    enc_for_boxes = {n: e for n, e in encoders.items() if not METHODS[n][1]}
+    detection: dict[str, Path] = {}
     for name in cfg.methods:
-        features[name] = clock.run(f"extract: {name}", lambda n=name:
-                                   _extract(n, METHODS[n][1], encoders[n], store, run))
+        over = {**METHODS[name][1], "bn_stats": cfg.bn_stats}
+        features[name] = clock.run(f"extract: {name}", lambda n=name, o=over:
+                                   _extract(n, o, encoders[n], store, run))
+        if cfg.bn_stats != "running" and name in enc_for_boxes:
+            detection[name] = clock.run(
+                f"extract: {name} (running statistics, for detection)",
+                lambda n=name: _extract(n, {"bn_stats": "running"}, encoders[n], store, run,
+                                        suffix="_running"))
     if not cfg.evaluate or cfg.stop_after == "extract":
         return
     if checked is None:
@@ -305,11 +322,10 @@ def _chain(run: Path, cfg: PipelineConfig, inputs: Path, labels: Path | None, cl
                             finetune_epochs=cfg.finetune_epochs,
                             finetune_methods=("DrasCLR",) if "DrasCLR" in cfg.methods
                             else ())
-    enc_for_boxes = {n: e for n, e in encoders.items() if not METHODS[n][1]}
     cohort = inputs if inputs.is_dir() else checked.parent
     clock.run("evaluate", lambda: run_evaluation(
         cohort, store, features, run / "evaluation", ev_cfg, encoders=enc_for_boxes,
-        progress=progress, labels=checked))
+        progress=progress, labels=checked, detection_features=detection))
 
 
 def check_labels(labels: Path | None, cfg: PipelineConfig, scans: pd.DataFrame, out: Path
@@ -381,9 +397,10 @@ def _encoder(cfg: PipelineConfig, name: str, overrides: dict[str, Any] | None, s
     return out / EXPORT_DIR
 
 
-def _extract(name: str, overrides: dict[str, Any], encoder: Path, store: Path, run: Path) -> Path:
+def _extract(name: str, overrides: dict[str, Any], encoder: Path, store: Path, run: Path,
+             suffix: str = "") -> Path:
     from drasclr.features import FeaturesConfig, extract_features
 
-    out = run / "features" / _slug(name)
+    out = run / "features" / (_slug(name) + suffix)
     extract_features(encoder, store, out, FeaturesConfig(**overrides))
     return out

@@ -277,3 +277,25 @@ def test_probe_encoder_must_match_the_features(evaluated: dict, tmp_path: Path) 
     assert encoder_mismatch(encoder_fingerprint(loaded), export) is None
     assert encoder_mismatch(encoder_fingerprint(export), export) is None
     assert "pass the export folder" in str(encoder_mismatch(encoder_fingerprint(export), loaded))
+
+
+def test_landmark_bn_features_need_running_features_for_detection(
+    evaluated: dict, tmp_path: Path
+) -> None:
+    """Per-landmark BatchNorm features feed the probes and readouts; the detected fraction (a
+    box readout fitted on running-statistics box encodings) needs running-statistics features."""
+    from drasclr.evaluate.run import EvaluationError
+
+    store, enc = evaluated["store"], evaluated["encoders"]["DrasCLR"]
+    lmbn = extract_features(enc, store, tmp_path / "f_lmbn",
+                            FeaturesConfig(device="cpu", bn_stats="landmark")).out_dir
+    args = (evaluated["cohort"], store, {"DrasCLR": lmbn})
+    with pytest.raises(EvaluationError, match="bn_stats='landmark'.*--detection-features"):
+        run_evaluation(*args, tmp_path / "ev", CFG, encoders={"DrasCLR": enc}, progress=False)
+    assert not (tmp_path / "ev" / "results.json").exists()
+    run_evaluation(*args, tmp_path / "ev", CFG, encoders={"DrasCLR": enc}, progress=False,
+                   detection_features={"DrasCLR": evaluated["feats"]["DrasCLR"]})
+    got = _read(tmp_path / "ev", "detected_fraction").set_index("subject_id")
+    ref = _read(evaluated["out"], "detected_fraction").set_index("subject_id")
+    col = "DrasCLR: emphysema"
+    pd.testing.assert_series_equal(got[col], ref.loc[got.index, col])

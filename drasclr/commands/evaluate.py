@@ -27,6 +27,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     features = parse_pairs(args.features, "--features")
     encoders = parse_pairs(args.encoder, "--encoder")
+    detection = parse_pairs(args.detection_features, "--detection-features")
     cfg = EvaluateConfig.load(args.config) if args.config else EvaluateConfig()
     changes: dict[str, Any] = {}
     for name in ("n_folds", "seed", "dense_subjects", "dense_stride", "finetune_epochs",
@@ -38,7 +39,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     try:
         res = run_evaluation(args.cohort, args.store, features, args.out, cfg,
                              encoders=encoders, progress=not args.quiet,
-                             overwrite=args.overwrite, labels=args.labels)
+                             overwrite=args.overwrite, labels=args.labels,
+                             detection_features=detection)
     except EvaluationError as err:
         print(f"drasclr evaluate: error: {err}", file=sys.stderr)
         return 2
@@ -84,6 +86,9 @@ def register(sub: Any) -> None:
                    help="a method's features folder (repeat per method)")
     p.add_argument("--encoder", action="append", default=None, metavar="NAME=EXPORT_DIR",
                    help="a method's encoder (run or export folder) for box and dense experiments")
+    p.add_argument("--detection-features", action="append", default=None, metavar="NAME=DIR",
+                   help="a method's features extracted with BatchNorm running statistics, for "
+                        "the detected fraction; needed when --features used bn_stats: landmark")
     p.add_argument("--out", type=Path, required=True, help="evaluation output folder")
     p.add_argument("--config", type=Path, default=None, help="an evaluate_config.yaml")
     p.add_argument("--n-folds", type=int, default=None, help="cross-validation folds (5)")

@@ -33,6 +33,7 @@ def _run(args: argparse.Namespace) -> int:
         "num_actors",
         "cpus_per_actor",
         "gpus_per_actor",
+        "bn_stats",
     ):
         value = getattr(args, name)
         if value is not None:
@@ -80,6 +81,9 @@ def register(sub: Any) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="patches per encoder call (64)")
     p.add_argument("--order", choices=["landmark", "subject"], default=None, help="batch order")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--bn-stats", choices=["running", "landmark"], default=None,
+                   help="BatchNorm statistics: the training run's averages (running, default) "
+                        "or recomputed per landmark over the extracted subjects (landmark)")
     p.add_argument("--num-actors", type=int, default=None, help="encoder actors (default 1)")
     p.add_argument("--cpus-per-actor", type=float, default=None, help="CPUs per actor (1)")
     p.add_argument("--gpus-per-actor", type=float, default=None, help="GPUs per actor (0)")

@@ -142,6 +142,7 @@ class MethodFeatures:
         fingerprint: ``features_info.json`` fingerprint.
         encoder_fingerprint: the encoder part of it (pairs a random-location run with its partner).
         random_locations: extracted with random locations (paper Table 7 ablation).
+        bn_stats: BatchNorm statistics of the extraction (``running`` or ``landmark``).
     """
 
     name: str
@@ -149,6 +150,7 @@ class MethodFeatures:
     fingerprint: str
     encoder_fingerprint: str
     random_locations: bool
+    bn_stats: str = "running"
 
 
 def read_method(name: str, folder: str | Path) -> MethodFeatures:
@@ -164,12 +166,13 @@ def read_method(name: str, folder: str | Path) -> MethodFeatures:
             f"method {name!r}: {folder} holds no finished features (features_info.json and "
             f"{IMAGE_FILE}); run `drasclr extract` first"
         )
-    rand = False
+    rand, bn = False, "running"
     if (folder / FEAT_CONFIG).is_file():
-        rand = FeaturesConfig.load(folder / FEAT_CONFIG).random_locations
+        fcfg = FeaturesConfig.load(folder / FEAT_CONFIG)
+        rand, bn = fcfg.random_locations, fcfg.bn_stats
     parts = info.get("parts", {})
     return MethodFeatures(
-        name, folder, str(info.get("fingerprint")), str(parts.get("encoder", "")), bool(rand)
+        name, folder, str(info.get("fingerprint")), str(parts.get("encoder", "")), bool(rand), bn
     )
 
 
@@ -261,6 +264,7 @@ def _fingerprint(
     encoders: Mapping[str, EncoderInput],
     cfg: EvaluateConfig,
     labels: Path,
+    detection: Mapping[str, MethodFeatures] | None = None,
 ) -> str:
     from drasclr.features import encoder_fingerprint
 
@@ -268,6 +272,7 @@ def _fingerprint(
         "version": FORMAT_VERSION,
         "config": cfg.to_dict(),
         "methods": {n: m.fingerprint for n, m in methods.items()},
+        "detection": {n: m.fingerprint for n, m in (detection or {}).items()},
         "encoders": {n: encoder_fingerprint(e) for n, e in encoders.items()},
         "labels": file_sha256(labels),
         "truth": file_sha256(cohort / "truth.parquet")
@@ -292,6 +297,7 @@ def run_evaluation(
     progress: bool = True,
     overwrite: bool = False,
     labels: str | Path | None = None,
+    detection_features: Mapping[str, str | Path] | None = None,
 ) -> dict[str, Any]:
     """Run every experiment of the paper's §4 on extracted features and write the tables.
 
@@ -309,6 +315,11 @@ def run_evaluation(
         progress: print one line per part with its time.
         overwrite: recompute even when ``out_dir`` holds results of the same inputs.
         labels: the labels table (schema ``labels``; default ``cohort_dir/labels.parquet``).
+        detection_features: method name → features folder extracted with BatchNorm running
+            statistics, for the detected fraction (a box readout fitted on the encoder's own
+            box encodings, which use running statistics, applied to landmark patches). Needed for
+            every method with an encoder whose features use per-landmark statistics; default:
+            the method's own features.
 
     Returns:
         The ``results.json`` content.
@@ -334,10 +345,24 @@ def run_evaluation(
                               "a labels table (drasclr run checks a lab's table into one)")
     store = PatchStore(store_dir)
     feats = {name: read_method(name, folder) for name, folder in methods.items()}
+    unknown = sorted(set(detection_features or {}) - set(methods))
+    if unknown:
+        raise EvaluationError(f"detection features given for method(s) without features: {unknown}")
+    det = {name: read_method(name, folder) for name, folder in (detection_features or {}).items()}
     for name, enc in encoders.items():  # box probes are fitted on enc, applied to the features
-        if (why := encoder_mismatch(feats[name].encoder_fingerprint, enc)) is not None:
-            raise EvaluationError(f"method {name!r}: {feats[name].folder}: {why}")
-    fp = _fingerprint(cohort, store, feats, encoders, cfg, labels_path)
+        for m in (feats[name], det.get(name, feats[name])):
+            if (why := encoder_mismatch(m.encoder_fingerprint, enc)) is not None:
+                raise EvaluationError(f"method {name!r}: {m.folder}: {why}")
+        if name not in det and not feats[name].random_locations:
+            det[name] = feats[name]
+        if not feats[name].random_locations and det[name].bn_stats != "running":
+            raise EvaluationError(
+                f"method {name!r}: {det[name].folder} was extracted with bn_stats="
+                f"{det[name].bn_stats!r}; the detected fraction applies a box readout fitted on "
+                "the encoder's running-statistics outputs, so pass features extracted with "
+                "bn_stats='running' for it (detection_features / --detection-features)"
+            )
+    fp = _fingerprint(cohort, store, feats, encoders, cfg, labels_path, det)
     done = out / RESULTS_FILE
     if done.is_file() and not overwrite:
         old = json.loads(done.read_text())
@@ -553,7 +578,7 @@ def run_evaluation(
     if box_feats:
         t0 = time.perf_counter()
         fractions = _patch_fractions(
-            {n: feats[n] for n in enc_names}, box_data, box_feats, store, subjects, cfg
+            {n: det[n] for n in enc_names}, box_data, box_feats, store, subjects, cfg
         )
         extra = labels[
             [
