@@ -46,6 +46,14 @@ class AugmentParams:
         shift_hu: a whole-patch intensity offset drawn from U(-s, s) HU for every patch (not in
             the official recipe, default 0): a stand-in for inspiration and calibration, which
             move all lung HU of a scan together.
+        density_scale: lung density scaled about air by a factor 1 + U(-s, s) per patch (not
+            in the official recipe, default 0): ``HU' = -1000 + (HU + 1000)(1 + e)`` below
+            -600 HU, fading to no change at -300 HU and above. A breath-hold changes how much
+            air the parenchyma holds, not the density of air, so healthy lung (-850 HU) moves by
+            up to 150 s HU while air-filled (emphysematous) voxels stay near -1000 HU.
+        flip_prob: probability of mirroring a patch along each axis, independently (not in the
+            official recipe, default 0). Views then differ in orientation, so matching the
+            layout of vessels and walls gets harder while intensity statistics are unchanged.
     """
 
     rotate_deg: float = 10.0
@@ -58,15 +66,19 @@ class AugmentParams:
     gamma_range: tuple[float, float] = (0.5, 4.5)
     contrast_prob: float = 0.25
     shift_hu: float = 0.0
+    density_scale: float = 0.0
+    flip_prob: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("affine_prob", "noise_prob", "contrast_prob"):
+        for name in ("affine_prob", "noise_prob", "contrast_prob", "flip_prob"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
         for name in ("rotate_deg", "translate_vox", "scale", "noise_std_hu", "shift_hu"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.density_scale < 0.5:
+            raise ValueError(f"density_scale must be in [0, 0.5), got {self.density_scale}")
         if self.scale >= 1.0:
             raise ValueError(f"scale must be < 1 (factor 1 +- scale), got {self.scale}")
         lo, hi = self.gamma_range
@@ -285,13 +297,73 @@ def random_intensity_shift(
 
 
 @torch.no_grad()
+def random_flip(x: Tensor, generator: torch.Generator | None = None, prob: float = 0.0) -> Tensor:
+    """Mirror each patch along each spatial axis independently with probability ``prob``.
+
+    Args:
+        x: (B, C, D, H, W) float patches.
+        generator: RNG; global RNG when None.
+        prob: probability per patch and axis.
+
+    Returns:
+        Flipped patches; ``x`` itself when ``prob`` is 0.
+    """
+    _check_batch(x)
+    if prob == 0.0:
+        return x
+    b = x.shape[0]
+    flip = _uniform(b, 3, generator, x) < prob
+    for axis in range(3):
+        sel = flip[:, axis].view(b, 1, 1, 1, 1)
+        x = torch.where(sel, x.flip(2 + axis), x)
+    return x
+
+
+#: HU of air, and where the density scaling starts to fade and ends (random_density_scale).
+AIR_HU, DENSITY_FADE_HU = -1000.0, (-600.0, -300.0)
+
+
+@torch.no_grad()
+def random_density_scale(
+    x: Tensor,
+    generator: torch.Generator | None = None,
+    scale: float = 0.0,
+) -> Tensor:
+    """Scale each patch's lung density about air by its own factor ``1 + e``, ``e ~ U(-s, s)``.
+
+    ``y = a + (x - a)(1 + e w(x))`` with ``a`` the input value of -1000 HU and ``w`` = 1 below
+    -600 HU, falling linearly to 0 at -300 HU (soft tissue and bone are not changed). The map is
+    monotone for ``s < 0.5``.
+
+    Args:
+        x: (B, C, D, H, W) float patches, input units.
+        generator: RNG; global RNG when None.
+        scale: half range ``s`` of the factor.
+
+    Returns:
+        Scaled patches; ``x`` itself when ``scale`` is 0.
+    """
+    _check_batch(x)
+    if scale == 0.0:
+        return x
+    b = x.shape[0]
+    e = ((_uniform(b, 1, generator, x)[:, 0] * 2 - 1) * scale).view(b, 1, 1, 1, 1)
+    air = hu_to_input_scale(AIR_HU + 1024.0) - 1.0
+    lo, hi = (hu_to_input_scale(h + 1024.0) - 1.0 for h in DENSITY_FADE_HU)
+    w = ((hi - x) / (hi - lo)).clamp(0.0, 1.0)
+    return (air + (x - air) * (1.0 + e * w)).clamp_min(-1.0)  # -1: the window's -1024 HU
+
+
+@torch.no_grad()
 def augment(
     x: Tensor,
     generator: torch.Generator | None = None,
     params: AugmentParams = AugmentParams(),
 ) -> Tensor:
-    """The official augmentation: affine, then Gaussian noise, then gamma contrast (then an
-    intensity offset when ``params.shift_hu`` > 0; off in the official recipe).
+    """The official augmentation: affine, then Gaussian noise, then gamma contrast. Three
+    additions are off in the official recipe: mirroring and a density scaling about air after
+    the affine (``params.flip_prob``, ``params.density_scale`` > 0) and a final intensity offset
+    (``params.shift_hu`` > 0).
 
     Args:
         x: (B, 1, P, P, P) float patches in input units ([-1, 1]).
@@ -303,6 +375,8 @@ def augment(
     """
     x = random_affine(x, generator, params.rotate_deg, params.translate_vox, params.scale,
                       params.affine_prob)
+    x = random_flip(x, generator, params.flip_prob)
+    x = random_density_scale(x, generator, params.density_scale)
     x = random_gaussian_noise(x, generator, hu_to_input_scale(params.noise_std_hu),
                               params.noise_prob, params.noise_sample_std)
     x = random_contrast(x, generator, params.gamma_range, params.contrast_prob)

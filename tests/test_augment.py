@@ -158,3 +158,44 @@ def test_pretraining_translates_less_than_the_official_augmentation() -> None:
     shifts = affine_matrices(2000, torch.Generator().manual_seed(0), torch.zeros(1),
                              p.rotate_deg, p.translate_vox, p.scale)[:, :, 3]
     assert shifts.abs().max() <= 4.0 and shifts.abs().max() > 3.9
+
+
+def test_density_scale_moves_lung_not_air_or_tissue() -> None:
+    """Healthy lung is scaled about air (-1000 HU); air-like and soft-tissue voxels stay put."""
+    from drasclr.augment import random_density_scale
+    from drasclr.nn.intensity import HU_HALF_RANGE, hu_to_input
+
+    levels = torch.linspace(-1024, 240, 128)
+    hu = levels.view(1, 1, 1, 1, -1).repeat(64, 1, 1, 1, 1)
+    x = hu_to_input(hu)
+    g = torch.Generator().manual_seed(3)
+    y = random_density_scale(x, g, 0.25)
+    back = (y + 1) * HU_HALF_RANGE - 1024
+    assert random_density_scale(x, g, 0.0) is x
+    torch.testing.assert_close(back[..., levels >= -300], hu[..., levels >= -300],
+                               atol=1e-3, rtol=0)
+    factor = (back + 1000) / (hu + 1000)  # per patch, on healthy lung (-900 .. -700 HU)
+    lung = (levels > -900) & (levels < -700)
+    f = factor[..., lung].reshape(64, -1)
+    torch.testing.assert_close(f, f[:, :1].expand_as(f), atol=1e-3, rtol=0)  # one factor/patch
+    assert f[:, 0].min() >= 0.75 - 1e-4 and f[:, 0].max() <= 1.25 + 1e-4
+    assert f[:, 0].std() > 0.05  # factors differ between patches
+    near_air = back[..., (levels > -1000) & (levels < -980)] + 1000
+    assert near_air.min() >= 0 and near_air.max() <= 25  # air-filled voxels stay air-like
+    assert torch.all(back[..., 1:] >= back[..., :-1] - 1e-4)  # monotone in HU
+    assert back.min() >= -1024 - 1e-3
+
+
+def test_flip_mirrors_whole_patches_per_axis() -> None:
+    from drasclr.augment import random_flip
+
+    x = torch.randn(256, 1, 4, 5, 6, generator=torch.Generator().manual_seed(0))
+    y = random_flip(x, torch.Generator().manual_seed(1), 0.5)
+    assert random_flip(x, None, 0.0) is x
+    seen = set()
+    for b in range(len(x)):  # every patch is x mirrored along some subset of the axes
+        match = [dims for dims in ((), (2,), (3,), (4,), (2, 3), (2, 4), (3, 4), (2, 3, 4))
+                 if torch.equal(y[b : b + 1], x[b : b + 1].flip(dims) if dims else x[b : b + 1])]
+        assert len(match) == 1
+        seen.add(match[0])
+    assert len(seen) == 8  # all 8 combinations occur with p = 0.5

@@ -369,3 +369,31 @@ def test_ghost_batchnorm_groups_change_statistics_not_shapes() -> None:
     torch.testing.assert_close(two, F.normalize(ref, dim=1))
     model.bn_groups = 2
     assert model.embed_keys(data["key"], data["loc"]).shape == (8, 128)
+
+
+def test_neighbour_loss_of_the_first_rows_is_their_share_of_the_full_loss() -> None:
+    """``neighbour_rows``: neighbours of the first A of B subjects give the mean of those rows'
+    neighbour losses against the same negatives (in-batch keys of all B, the queue)."""
+    torch.manual_seed(0)
+    model = DrasCLR.build(landmarks=[1, 4], queue_size=16, seed=0).eval()
+    model.batch_negatives, model.mask_queue = True, True
+    data = _batch(b=4)
+    subjects = torch.arange(4)
+    full = model(**data, landmark=4, update_key_encoder=False, subjects=subjects)
+    part = model(**{**data, "neighbours": data["neighbours"][:2]}, landmark=4,
+                 update_key_encoder=False, subjects=subjects)
+    torch.testing.assert_close(part["local_loss"], full["local_loss"])
+    with torch.no_grad():  # per-row neighbour losses of the full batch, from the parts
+        keys = full["keys"]
+        r = torch.stack([F.normalize(model.head(model.encoder(
+            data["neighbours"][:, j], data["neighbour_locs"][j])), dim=1) for j in range(2)], 1)
+        from drasclr.moco.losses import contrast_logits_real
+        from drasclr.moco.memory_bank import EMPTY
+
+        valid = (model.memory_bank.negative_subjects(4) != EMPTY).expand(4, -1)  # none yet
+        logits = contrast_logits_real(r.sum(1), keys, keys, model.memory_bank.negatives(4),
+                                      valid, 0.2)
+        rows = F.cross_entropy(logits, torch.zeros(4, dtype=torch.long), reduction="none")
+    torch.testing.assert_close(full["neighbour_loss"], rows.mean(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(part["neighbour_loss"], rows[:2].mean(), atol=1e-5, rtol=1e-5)
+    assert part["neighbour_loss"] != full["neighbour_loss"]

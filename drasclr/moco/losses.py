@@ -45,21 +45,22 @@ def contrast_logits_real(
     anchor's own subject). ``-inf`` columns add nothing to the softmax denominator.
 
     Args:
-        anchor: (B, D) anchors.
-        positive: (B, D) positive keys.
+        anchor: (A, D) anchors of the batch's first A <= B rows.
+        positive: (A, D) positive keys.
         batch_keys: (B, D) the batch's keys used as negatives of the other rows, or None.
         queue: (K, D) queued keys.
-        queue_valid: (B, K) bool, True where queue key n is a usable negative of row b.
+        queue_valid: (A, K) bool, True where queue key n is a usable negative of row b.
         temperature: tau.
 
     Returns:
-        (B, 1 + B + K) logits (without the in-batch block when ``batch_keys`` is None).
+        (A, 1 + B + K) logits (without the in-batch block when ``batch_keys`` is None).
     """
     ninf = float("-inf")
     pos = (anchor * positive).sum(dim=1, keepdim=True) / temperature
     parts = [pos]
-    if batch_keys is not None:
-        own = torch.eye(anchor.shape[0], dtype=torch.bool, device=anchor.device)
+    if batch_keys is not None:  # anchor row b is batch row b (anchors may be the first rows)
+        own = torch.eye(anchor.shape[0], batch_keys.shape[0], dtype=torch.bool,
+                        device=anchor.device)
         parts.append((anchor @ batch_keys.t() / temperature).masked_fill(own, ninf))
     parts.append((anchor @ queue.t() / temperature).masked_fill(~queue_valid, ninf))
     return torch.cat(parts, dim=1)

@@ -183,7 +183,8 @@ class DrasCLR(nn.Module):
         Args:
             query: (B, 1, P, P, P) augmented view ``aug(x_ij)``, input scale [-1, 1].
             key: (B, 1, P, P, P) second augmented view ``aug'(x_ij)``.
-            neighbours: (B, k, 1, P, P, P) augmented neighbour patches ``x_ij'``, or None / k = 0.
+            neighbours: (B', k, 1, P, P, P) augmented neighbour patches ``x_ij'`` of the batch's
+                first B' <= B subjects, or None / k = 0.
             loc: (3,) normalised landmark ``l_j`` (or (B, 3) per sample).
             neighbour_locs: (k, 3) normalised neighbour landmarks ``l_j'``.
             landmark: global landmark id ``j`` (selects the queue ``Q_j``).
@@ -236,7 +237,7 @@ class DrasCLR(nn.Module):
             local_loss, logits = local_contrastive_loss(q, keys, negatives, self.temperature)
             n_neg = torch.full((), float(negatives.shape[0]), device=q.device)
             if r is not None:
-                neighbour_loss, _ = neighbour_contrastive_loss(r, keys, negatives,
+                neighbour_loss, _ = neighbour_contrastive_loss(r, keys[: r.shape[0]], negatives,
                                                                self.temperature)
         else:
             if valid is None:
@@ -251,9 +252,10 @@ class DrasCLR(nn.Module):
             if self.batch_negatives:
                 n_neg = n_neg + (q.shape[0] - 1)
             local_loss = info_nce(logits)
-            if r is not None:
+            if r is not None:  # the neighbour rows are the batch's first r.shape[0] subjects
+                a = r.shape[0]
                 neighbour_loss = info_nce(contrast_logits_real(
-                    r.sum(dim=1), keys, batch_keys, negatives, valid, self.temperature))
+                    r.sum(dim=1), keys[:a], batch_keys, negatives, valid[:a], self.temperature))
         loss = local_loss
         if neighbour_loss is not None:
             loss = loss + neighbour_weight * neighbour_loss

@@ -34,6 +34,10 @@ class PretrainConfig(StageConfig):
             encoder follows the query encoder within the few hundred steps of a CPU run).
         neighbours: k, neighbour landmarks per batch (0 disables the neighbour loss).
         neighbour_weight: beta of ``L = L_loc + beta L_ngb``.
+        neighbour_rows: how many of the batch's B subjects carry neighbour patches (0 = all, the
+            paper). ``L_ngb`` is the mean over rows, so a random subset of rows estimates it
+            without bias (the batch is shuffled) at a fraction of the cost: the neighbour
+            patches are most of a DrasCLR step's work (2B of the 3B query-side patches).
         warmup_epochs: epochs trained with the local loss only (beta = 0).
         batch_size: B, subjects per batch (per worker); batches are dropped when incomplete.
         optimizer: ``sgd`` (the paper: SGD with ``sgd_momentum`` and L2 ``weight_decay``) or
@@ -74,6 +78,9 @@ class PretrainConfig(StageConfig):
         noise_sample_std: draw each view's noise sigma from U(0, noise_std_hu), so the noise
             level of a view says nothing about its scan (official: fixed sigma).
         shift_hu: whole-view intensity offset U(-s, s) HU (not official; default 0).
+        density_scale: per-view lung density scaling about air, factor 1 + U(-s, s) (not
+            official; default 0; :func:`drasclr.augment.random_density_scale`).
+        flip_prob: per-view mirroring probability along each axis (not official; default 0).
         translate_vox: translation range of the affine, voxels (official 12; default 4: with
             +-12 on 32^3 patches the two views of a patch can be 24 voxels apart, the contrastive
             task was barely learned and the projection drifted toward collapse; +-4 learned it
@@ -96,6 +103,7 @@ class PretrainConfig(StageConfig):
     momentum: float = 0.99
     neighbours: int = 2
     neighbour_weight: float = 1.0
+    neighbour_rows: int = 0
     warmup_epochs: int = 0
     batch_size: int = 128
     optimizer: OptimizerKind = "sgd"
@@ -128,6 +136,8 @@ class PretrainConfig(StageConfig):
     noise_prob: float = 0.25
     noise_sample_std: bool = False
     shift_hu: float = 0.0
+    density_scale: float = 0.0
+    flip_prob: float = 0.0
     translate_vox: float = 4.0
     probe_every: int = 0
     probe_file: str = ""
@@ -151,6 +161,8 @@ class PretrainConfig(StageConfig):
         check(0 <= self.momentum < 1, s, "momentum", f"must be in [0, 1), got {self.momentum}")
         check(0 <= self.neighbours <= 16, s, "neighbours", f"must be in [0, 16], got {self.neighbours}")
         check(self.neighbour_weight >= 0, s, "neighbour_weight", "must be >= 0")
+        check(0 <= self.neighbour_rows <= self.batch_size, s, "neighbour_rows",
+              f"must be in [0, batch_size = {self.batch_size}], got {self.neighbour_rows}")
         check(self.warmup_epochs >= 0, s, "warmup_epochs", "must be >= 0")
         check(self.batch_size >= 2, s, "batch_size", f"must be >= 2, got {self.batch_size}")
         check(self.optimizer in ("sgd", "adamw"), s, "optimizer",
@@ -178,6 +190,8 @@ class PretrainConfig(StageConfig):
         check(self.noise_std_hu >= 0, s, "noise_std_hu", "must be >= 0")
         check(0 <= self.noise_prob <= 1, s, "noise_prob", "must be in [0, 1]")
         check(self.shift_hu >= 0, s, "shift_hu", "must be >= 0")
+        check(0 <= self.density_scale < 0.5, s, "density_scale", "must be in [0, 0.5)")
+        check(0 <= self.flip_prob <= 1, s, "flip_prob", "must be in [0, 1]")
         check(self.translate_vox >= 0, s, "translate_vox", "must be >= 0")
         check(self.probe_every >= 0, s, "probe_every", "must be >= 0")
         check(self.probe_every == 0 or bool(self.probe_file), s, "probe_file",
@@ -199,7 +213,8 @@ class PretrainConfig(StageConfig):
             return NO_AUGMENTATION
         return AugmentParams(contrast_prob=self.contrast_prob, noise_std_hu=self.noise_std_hu,
                              noise_prob=self.noise_prob, noise_sample_std=self.noise_sample_std,
-                             shift_hu=self.shift_hu, translate_vox=self.translate_vox)
+                             shift_hu=self.shift_hu, translate_vox=self.translate_vox,
+                             density_scale=self.density_scale, flip_prob=self.flip_prob)
 
     @property
     def uses_neighbours(self) -> bool:

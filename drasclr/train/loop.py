@@ -472,12 +472,17 @@ def train_worker(
             batch = loader.next_batch()
             spec = batch.spec
             x = hu_to_input(batch.patches.to(device, non_blocking=True)).unsqueeze(2)
+            subjects = torch.as_tensor(spec.store_indices, device=device)
+            if k and 0 < config.neighbour_rows < x.shape[1]:
+                # a random subset of the batch carries neighbours: shuffle, use the first rows
+                perm = torch.randperm(x.shape[1], generator=gen, device=device)
+                x, subjects = x[:, perm], subjects[perm]
             query = augment(x[0], gen, aug_params)
             key = augment(x[0], gen, aug_params)
             ngb = None
             if k:
-                b = x.shape[1]
-                flat = augment(x[1:].reshape(k * b, *x.shape[2:]), gen, aug_params)
+                b = config.neighbour_rows or x.shape[1]
+                flat = augment(x[1:, :b].reshape(k * b, *x.shape[2:]), gen, aug_params)
                 ngb = flat.view(k, b, *x.shape[2:]).transpose(0, 1)
             lr = learning_rate(config, step, n_total)
             for group in optimizer.param_groups:
@@ -485,7 +490,6 @@ def train_worker(
             beta = neighbour_weight_at(spec.epoch, config.neighbour_weight, config.warmup_epochs)
             loc = locations[spec.landmark]
             nlocs = locations[torch.as_tensor(spec.neighbours, device=device)] if k else None
-            subjects = torch.as_tensor(spec.store_indices, device=device)
             out_step = train_model(
                 query, key, ngb, loc, nlocs, landmark=spec.landmark, neighbour_weight=beta,
                 subjects=subjects,
