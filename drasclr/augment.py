@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from drasclr.nn.intensity import hu_to_input_scale
+from drasclr.nn.intensity import hu_to_input, hu_to_input_scale
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,11 @@ def _uniform(n: int, k: int, generator: torch.Generator | None, like: Tensor) ->
     device = generator.device if generator is not None else like.device
     u = torch.rand(n, k, generator=generator, device=device, dtype=torch.float64)
     return u.to(device=like.device, dtype=like.dtype)
+
+
+def _symmetric(n: int, half: float, generator: torch.Generator | None, like: Tensor) -> Tensor:
+    """(n, 1, 1, 1, 1) draws from U(-half, half), broadcastable over (n, C, D, H, W) patches."""
+    return ((_uniform(n, 1, generator, like)[:, 0] * 2 - 1) * half).view(n, 1, 1, 1, 1)
 
 
 def _check_batch(x: Tensor) -> None:
@@ -291,9 +296,7 @@ def random_intensity_shift(
     _check_batch(x)
     if shift == 0.0:
         return x
-    b = x.shape[0]
-    offset = (_uniform(b, 1, generator, x)[:, 0] * 2 - 1) * shift
-    return x + offset.view(b, 1, 1, 1, 1)
+    return x + _symmetric(x.shape[0], shift, generator, x)
 
 
 @torch.no_grad()
@@ -346,10 +349,8 @@ def random_density_scale(
     _check_batch(x)
     if scale == 0.0:
         return x
-    b = x.shape[0]
-    e = ((_uniform(b, 1, generator, x)[:, 0] * 2 - 1) * scale).view(b, 1, 1, 1, 1)
-    air = hu_to_input_scale(AIR_HU + 1024.0) - 1.0
-    lo, hi = (hu_to_input_scale(h + 1024.0) - 1.0 for h in DENSITY_FADE_HU)
+    e = _symmetric(x.shape[0], scale, generator, x)
+    air, lo, hi = hu_to_input(torch.tensor([AIR_HU, *DENSITY_FADE_HU])).tolist()
     w = ((hi - x) / (hi - lo)).clamp(0.0, 1.0)
     return (air + (x - air) * (1.0 + e * w)).clamp_min(-1.0)  # -1: the window's -1024 HU
 

@@ -4,9 +4,6 @@
 # the science run of 21aea86), seeds 0 and 1, B = 32, 1 thread per run, two runs at a time. The
 # SGD arm at lr 0.03 is the equal-steps run of docs/results.md (seed 0: 0.065, seed 1: 0.518).
 #   adamw : AdamW, lr 1e-3, same warm-up (20 steps), cosine decay and weight decay (1e-4)
-#   nr8   : neighbour_rows = 8: 8 random subjects of the 32 carry neighbour patches (a step
-#           encodes 48 query-side patches instead of 96)
-#   sgd01 : SGD as the paper, lr 0.1 instead of 0.03
 # Usage: docs/experiments/round4.sh RUN   (RUN: a `drasclr bench science` folder with store/ and
 # patch_truth.parquet)
 set -euo pipefail
@@ -15,7 +12,3 @@ R=${1:?run folder}; E=$R/recipe_round4; STEPS=416
 mkdir -p "$E"
 run adamw_s0 --set probe_every=104 seed=0 optimizer='"adamw"' lr=0.001 &
 run adamw_s1 --set probe_every=104 seed=1 optimizer='"adamw"' lr=0.001 ; wait
-run nr8_s0 --set probe_every=104 seed=0 neighbour_rows=8 &
-run nr8_s1 --set probe_every=104 seed=1 neighbour_rows=8 ; wait
-run sgd01_s0 --set probe_every=104 seed=0 lr=0.1 &
-run sgd01_s1 --set probe_every=104 seed=1 lr=0.1 ; wait

@@ -4,13 +4,9 @@
 #   density : density_scale = 0.25: each view's lung density is scaled about air by 1 + U(-0.25,
 #             0.25) (healthy lung -850 HU moves by up to +-38 HU, air-filled voxels stay at about
 #             -1000 HU), so a scan's inspiration level stops telling two scans apart
-#   nr8     : neighbour_rows = 8 (8 random subjects of the 32 carry neighbour patches; a step
-#             encodes 48 query-side patches instead of 96)
 set -euo pipefail
 R=${1:?run folder}; E=$R/recipe_round4; STEPS=416
 . "$(dirname "$0")/common.sh"
 mkdir -p "$E"
 run density_s0 --set probe_every=104 seed=0 density_scale=0.25 &
 run density_s1 --set probe_every=104 seed=1 density_scale=0.25 ; wait
-run nr8_s0 --set probe_every=104 seed=0 neighbour_rows=8 &
-run nr8_s1 --set probe_every=104 seed=1 neighbour_rows=8 ; wait

@@ -5,13 +5,9 @@
 #          Round 4's seed-0 encoders encoded neither emphysema nor the scan's density level;
 #          seed 1's encoded both. Mirrored views make matching the layout of vessels and walls
 #          harder and leave intensity statistics unchanged.
-#   nr8  : neighbour_rows = 8 (8 random subjects of the 32 carry neighbour patches; a step
-#          encodes 48 query-side patches instead of 96)
 set -euo pipefail
 R=${1:?run folder}; E=$R/recipe_round4; STEPS=416
 . "$(dirname "$0")/common.sh"
 mkdir -p "$E"
 run flip_s0 --set probe_every=104 seed=0 flip_prob=0.5 &
 run flip_s1 --set probe_every=104 seed=1 flip_prob=0.5 ; wait
-run nr8_s0 --set probe_every=104 seed=0 neighbour_rows=8 &
-run nr8_s1 --set probe_every=104 seed=1 neighbour_rows=8 ; wait

@@ -350,12 +350,11 @@ def run_evaluation(
         raise EvaluationError(f"detection features given for method(s) without features: {unknown}")
     det = {name: read_method(name, folder) for name, folder in (detection_features or {}).items()}
     for name, enc in encoders.items():  # box probes are fitted on enc, applied to the features
-        for m in (feats[name], det.get(name, feats[name])):
+        mine = det.setdefault(name, feats[name])
+        for m in (feats[name], mine):
             if (why := encoder_mismatch(m.encoder_fingerprint, enc)) is not None:
                 raise EvaluationError(f"method {name!r}: {m.folder}: {why}")
-        if name not in det and not feats[name].random_locations:
-            det[name] = feats[name]
-        if not feats[name].random_locations and det[name].bn_stats != "running":
+        if not feats[name].random_locations and mine.bn_stats != "running":
             raise EvaluationError(
                 f"method {name!r}: {det[name].folder} was extracted with bn_stats="
                 f"{det[name].bn_stats!r}; the detected fraction applies a box readout fitted on "
