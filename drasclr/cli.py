@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="drasclr", description=__doc__)
     parser.add_argument("--version", action="version", version=f"drasclr {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, help="the stage to run")
     for mod in sorted(pkgutil.iter_modules(drasclr.commands.__path__), key=lambda m: m.name):
         if not mod.name.startswith("_"):
             importlib.import_module(f"drasclr.commands.{mod.name}").register(sub)

@@ -1,9 +1,10 @@
-"""Small file-system helpers: atomic writes and content hashes."""
+"""Small file-system helpers: atomic writes, content hashes and file-safe names."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -62,3 +63,14 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
             while block := fh.read(chunk):
                 h.update(block)
     return h.hexdigest()
+
+
+def slug(name: str) -> str:
+    """File-safe name of a method: ``DrasCLR (no neighbour loss)`` -> ``drasclr_no_neighbour_loss``.
+
+    Lower case; every run of characters other than ASCII letters and digits becomes one ``_``;
+    no ``_`` at either end; ``method`` when nothing is left. The one slug of the package: method
+    folders of a run (:mod:`drasclr.pipeline`), of the science benchmark
+    (:mod:`drasclr.bench.science`) and the evaluation's per-method files.
+    """
+    return re.sub(r"_+", "_", re.sub(r"[^0-9a-zA-Z]+", "_", name.lower())).strip("_") or "method"

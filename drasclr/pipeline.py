@@ -10,7 +10,7 @@ re-run of the same command resumes where the last one stopped::
                          labels_check.json (renamed / ignored headers, unmatched ids)
     <run>/atlas/         atlas from the scan with the lowest LAA-950 among full-field-of-view
                          candidates (atlas_choice.json says which and why); or --atlas DIR
-    <run>/store/         patch store + manifest + QC (drasclr.preprocess_run)
+    <run>/store/         patch store + manifest + QC (drasclr.preprocess.run)
     <run>/models/<m>/    pretraining runs, one per method (drasclr.train.run)
     <run>/features/<m>/  image and patch features per method (drasclr.features)
     <run>/evaluation/    tables and results (drasclr.evaluate.run)
@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from drasclr.config import StageConfig, check
-from drasclr.fsutil import atomic_write_text
+from drasclr.fsutil import atomic_write_text, slug
 
 __all__ = [
     "METHODS",
@@ -54,10 +54,6 @@ METHODS: dict[str, tuple[dict[str, Any] | None, dict[str, Any]]] = {
 
 #: Stages a run can stop after (``PipelineConfig.stop_after``), in order.
 STAGES: tuple[str, ...] = ("labels", "atlas", "preprocess", "pretrain", "extract", "evaluate")
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_").replace("__", "_")
 
 
 @dataclass(frozen=True)
@@ -86,7 +82,7 @@ class PipelineConfig(StageConfig):
         labels: the lab's labels table, CSV or Parquet (None with ``inputs``: no evaluation).
         label_columns: ``"Lab header=contract_column"`` for headers not matched by name.
         atlas: an atlas folder to use (None: built from the scan chosen by
-            :func:`drasclr.atlas_choice.choose_atlas_subject`).
+            :func:`drasclr.preprocess.atlas_choice.choose_atlas_subject`).
         atlas_candidates: scans considered for the automatic atlas choice.
         stop_after: last stage to run (one of :data:`STAGES`; None: the whole chain). A run
             stopped early writes no report; re-running without it resumes.
@@ -194,7 +190,7 @@ def _pretrain_config(cfg: PipelineConfig, overrides: dict[str, Any], name: str) 
         steps=cfg.steps, batch_size=cfg.batch_size, queue_size=cfg.queue_size, lr=cfg.lr,
         workers=cfg.train_workers, cpus_per_worker=cfg.cpus_per_worker,
         checkpoint_every=max(10, cfg.steps // 3), lr_warmup_steps=min(20, cfg.steps // 10),
-        run_name=_slug(name), seed=cfg.seed, **overrides)
+        run_name=slug(name), seed=cfg.seed, **overrides)
 
 
 def run_pipeline(
@@ -243,7 +239,7 @@ def run_pipeline(
     if cfg.stop_after is not None:
         print(f"[drasclr] stopped after {cfg.stop_after} (stop_after); {run}", flush=True)
         return None
-    from drasclr.report import write_report
+    from drasclr.report.markdown import write_report
 
     return clock.run("report", lambda: write_report(run, run / "report"))
 
@@ -251,7 +247,7 @@ def run_pipeline(
 def _training_probe(cohort: Path, store: Path, run: Path) -> Path | None:
     """The patch list of the pretraining runs' cheap probe (None without voxel truth)."""
     from drasclr.evaluate.patch_probe import read_patch_truth, write_probe_file
-    from drasclr.store import PatchStore
+    from drasclr.store.reader import PatchStore
 
     path = run / "models" / "probe_train.npz"
     if path.is_file():
@@ -269,8 +265,9 @@ def _training_probe(cohort: Path, store: Path, run: Path) -> Path | None:
 def _chain(run: Path, cfg: PipelineConfig, inputs: Path, labels: Path | None, clock: _Clock,
            progress: bool) -> None:
     """labels -> atlas -> preprocess -> pretrain -> extract -> evaluate, inside a Ray session."""
-    from drasclr.preprocess import PreprocessConfig, discover_inputs
-    from drasclr.preprocess_run import run_preprocess
+    from drasclr.preprocess.config import PreprocessConfig
+    from drasclr.preprocess.inputs import discover_inputs
+    from drasclr.preprocess.run import run_preprocess
 
     scans = discover_inputs(inputs)
     checked = clock.run("labels", lambda: check_labels(labels, cfg, scans, run / "labels"))
@@ -355,9 +352,9 @@ def check_labels(labels: Path | None, cfg: PipelineConfig, scans: pd.DataFrame, 
 
 def _atlas(cfg: PipelineConfig, scans: pd.DataFrame, pp: Any, out: Path, progress: bool) -> Path:
     """The atlas folder: ``cfg.atlas``, or one built from the automatically chosen scan."""
-    from drasclr.atlas import load_atlas, save_atlas
-    from drasclr.atlas_choice import choose_atlas_subject
-    from drasclr.preprocess import atlas_from_ct
+    from drasclr.imaging.atlas import load_atlas, save_atlas
+    from drasclr.preprocess.atlas_choice import choose_atlas_subject
+    from drasclr.preprocess.subject import atlas_from_ct
 
     if cfg.atlas is not None:
         atlas = load_atlas(cfg.atlas)
@@ -376,7 +373,7 @@ def _atlas(cfg: PipelineConfig, scans: pd.DataFrame, pp: Any, out: Path, progres
 def _model_key(name: str) -> str:
     """Folder of a method's encoder: methods with the same pretraining share one model."""
     over = METHODS[name][0]
-    return _slug(next(m for m, (o, _) in METHODS.items() if o == over))
+    return slug(next(m for m, (o, _) in METHODS.items() if o == over))
 
 
 def _encoder(cfg: PipelineConfig, name: str, overrides: dict[str, Any] | None, store: Path,
@@ -401,6 +398,6 @@ def _extract(name: str, overrides: dict[str, Any], encoder: Path, store: Path, r
              suffix: str = "") -> Path:
     from drasclr.features import FeaturesConfig, extract_features
 
-    out = run / "features" / (_slug(name) + suffix)
+    out = run / "features" / (slug(name) + suffix)
     extract_features(encoder, store, out, FeaturesConfig(**overrides))
     return out

@@ -23,10 +23,12 @@ import time
 from pathlib import Path
 
 from drasclr import uri
-from drasclr.atlas import load_atlas, save_atlas
 from drasclr.fsutil import atomic_write_text
-from drasclr.preprocess import PreprocessConfig, atlas_from_ct, discover_inputs
-from drasclr.preprocess_run import run_preprocess
+from drasclr.imaging.atlas import load_atlas, save_atlas
+from drasclr.preprocess.config import PreprocessConfig
+from drasclr.preprocess.inputs import discover_inputs
+from drasclr.preprocess.run import run_preprocess
+from drasclr.preprocess.subject import atlas_from_ct
 from drasclr.raytools import ray_session
 from drasclr.synth.cohort import generate_cohort
 from drasclr.synth.config import preset_config

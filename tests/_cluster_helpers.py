@@ -45,9 +45,10 @@ def preprocess_node_loss(args: argparse.Namespace) -> dict[str, Any]:
     import ray
     from ray.cluster_utils import Cluster
 
-    from drasclr.preprocess import PreprocessConfig
-    from drasclr.preprocess_run import QC_DIR, run_preprocess
-    from drasclr.store import PatchStore, store_digest
+    from drasclr.preprocess.config import PreprocessConfig
+    from drasclr.preprocess.run import QC_DIR, run_preprocess
+    from drasclr.store.digest import store_digest
+    from drasclr.store.reader import PatchStore
 
     t0 = time.perf_counter()
     cluster = Cluster(initialize_head=True,

@@ -50,11 +50,12 @@ def tiny_store(ray_local: None, tmp_path_factory: pytest.TempPathFactory) -> dic
 
     Returns paths ``cohort``, ``atlas``, ``store`` and ``labels``.
     """
-    from drasclr.atlas import save_atlas
+    from drasclr.imaging.atlas import save_atlas
     from drasclr.labels import read_labels
     from drasclr.pipeline import pick_atlas_subject
-    from drasclr.preprocess import PreprocessConfig, atlas_from_ct
-    from drasclr.preprocess_run import run_preprocess
+    from drasclr.preprocess.config import PreprocessConfig
+    from drasclr.preprocess.run import run_preprocess
+    from drasclr.preprocess.subject import atlas_from_ct
     from drasclr.synth.cohort import generate_cohort
     from drasclr.synth.config import preset_config
 

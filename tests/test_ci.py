@@ -34,4 +34,4 @@ def test_every_dependency_has_a_floor_that_covers_the_apis_used() -> None:
     assert floors["scikit-learn"] >= (1, 6)  # GroupKFold(shuffle=..., random_state=...)
     assert floors["zarr"] >= (3, 0) and floors["numpy"] >= (1, 25)  # zarr 3 needs numpy 1.25
     assert floors["ray"] >= (2, 51)  # Ray Train V2 is the default from 2.51
-    assert "pydicom" in floors  # drasclr.io writes and checks DICOM with it
+    assert "pydicom" in floors  # drasclr.imaging.io checks DICOM with it; drasclr.synth.dicom writes it

@@ -36,7 +36,8 @@ import pytest
 from _s3 import moto_bucket
 
 from drasclr import uri
-from drasclr.store import PatchStore, store_digest
+from drasclr.store.digest import store_digest
+from drasclr.store.reader import PatchStore
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

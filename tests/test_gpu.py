@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from drasclr.augment import AugmentParams, augment
+from drasclr.imaging.augment import AugmentParams, augment
 from drasclr.moco.model import DrasCLR
-from drasclr.store import PatchStore
+from drasclr.store.reader import PatchStore
 from drasclr.train.config import PretrainConfig
 from drasclr.train.loader import LandmarkBatchSampler, PatchLoader
 from drasclr.train.run import train_single_process

@@ -11,7 +11,7 @@ import pytest
 
 from drasclr.cli import main
 from drasclr.labels import read_labels
-from drasclr.store import PatchStore
+from drasclr.store.reader import PatchStore
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ def test_neighbours_x_conditioning_sweep(tiny_store: dict[str, Path], tmp_path: 
     again = run_sweep({"tiny": tiny_store["store"]}, tiny_store["labels"], out, cfg)
     assert len(again) == 4
     # the sweep lands in the run's report: its table (every trial) and its figure
-    from drasclr.report import write_report
+    from drasclr.report.markdown import write_report
 
     report = write_report(tmp_path / "run", tmp_path / "run" / "report")
     text = report.read_text()

@@ -16,7 +16,7 @@ import torch
 
 from drasclr.features.encoding import encode_patches
 from drasclr.probing import ridge_probe
-from drasclr.store import PatchStore
+from drasclr.store.reader import PatchStore
 from drasclr.train.export import load_encoder
 
 ap = argparse.ArgumentParser()

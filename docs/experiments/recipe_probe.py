@@ -2,15 +2,21 @@
 log the training-time patch probe, then probe frozen patch features of all subjects at 40
 landmarks (BatchNorm running statistics and per-landmark statistics)."""
 """Experiment harness: pretrain with overrides, then probe patch features (eval BN and per-landmark BN)."""
-import argparse, json, time
+import argparse
+import json
+import time
 from pathlib import Path
-import numpy as np, pandas as pd, torch
-from drasclr.train.config import PretrainConfig
-from drasclr.train.run import train_single_process
-from drasclr.train.export import load_encoder, export_initial_encoder
-from drasclr.store import PatchStore
+
+import numpy as np
+import pandas as pd
+import torch
+
 from drasclr.features.encoding import encode_patches, encode_patches_landmark_bn
 from drasclr.probing import ridge_probe
+from drasclr.store.reader import PatchStore
+from drasclr.train.config import PretrainConfig
+from drasclr.train.export import export_initial_encoder, load_encoder
+from drasclr.train.run import train_single_process
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--store"); ap.add_argument("--truth"); ap.add_argument("--out")

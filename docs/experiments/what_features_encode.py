@@ -45,7 +45,7 @@ def encode_export(path: str) -> pd.DataFrame:
     import torch
 
     from drasclr.features.encoding import encode_patches_landmark_bn
-    from drasclr.store import PatchStore
+    from drasclr.store.reader import PatchStore
     from drasclr.train.export import load_encoder
 
     torch.set_num_threads(1)

@@ -44,9 +44,11 @@ def run_bench(
         512, 512, 400)
 ) -> dict[str, Any]:
     """All kernel timings; returns a JSON-able dict (seconds, targets, problem sizes)."""
-    from drasclr.atlas import build_landmark_grid
-    from drasclr.io import Geometry, Volume, read_mask, resample_isotropic
-    from drasclr.patches import cut_patches
+    from drasclr.imaging.atlas import build_landmark_grid
+    from drasclr.imaging.geometry import Geometry, Volume
+    from drasclr.imaging.io import read_mask
+    from drasclr.imaging.patches import cut_patches
+    from drasclr.imaging.resample import resample_isotropic
 
     res: dict[str, Any] = {"repeats": repeats, "targets_s": TARGETS_S}
     if atlas_mask is not None:
@@ -77,33 +79,24 @@ def run_bench(
     return res
 
 
-def _print(res: dict[str, Any]) -> None:
-    t = res["targets_s"]
-    print(f"\n== drasclr bench kernels (best of {res['repeats']} after one warm-up)")
-    print(f"landmark grid on {res['atlas']}: {res['landmark_grid_s']:.3f} s, "
-          f"{res['landmarks']} landmarks (target < {t['landmark_grid']} s)")
-    print(f"cut 575 patches of 32^3 from 300^3 int16: {1e3 * res['cut_patches_s']:.0f} ms "
-          f"(target < {1e3 * t['cut_patches']:.0f} ms)")
-    print(f"resample {tuple(res['resample_shape_in'])} at 0.7 mm to 1 mm "
-          f"{tuple(res['resample_shape_out'])}: {res['resample_s']:.2f} s "
-          f"(target < {t['resample']} s)")
-
-
-def _cmd(args: argparse.Namespace) -> int:
+def run_from_args(args: argparse.Namespace, say: Any = None) -> dict[str, Any]:
+    """``drasclr bench kernels``: the timings (also written to ``--json`` when given)."""
     res = run_bench(args.atlas_mask, args.repeats, tuple(args.resample_shape))
-    _print(res)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
-    return 0
+    return res
 
 
 def register(sub: Any) -> None:
-    """Add ``bench kernels``."""
+    """Add ``bench kernels`` (printed by :mod:`drasclr.commands.bench`)."""
     p = sub.add_parser("kernels", help="landmark grid, patch cutting and resampling speed")
     p.add_argument("--atlas-mask", dest="atlas_mask", type=Path, default=None,
-                   help="atlas lung mask (e.g. the reference atlas_lung_mask.nii.gz)")
-    p.add_argument("--repeats", type=int, default=3)
+                   help="atlas lung mask (e.g. the reference atlas_lung_mask.nii.gz; default: "
+                        "synthetic ellipsoid lungs of atlas size)")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="timed runs per kernel after one warm-up; the best is reported (default 3)")
     p.add_argument("--resample-shape", dest="resample_shape", type=int, nargs=3,
-                   default=[512, 512, 400], metavar=("X", "Y", "Z"))
+                   default=[512, 512, 400], metavar=("X", "Y", "Z"),
+                   help="voxels of the synthetic 0.7 mm CT resampled to 1 mm (default 512 512 400)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
-    p.set_defaults(handler=_cmd)
+    p.set_defaults(bench_run=run_from_args)

@@ -21,7 +21,7 @@ Measured in one invocation (figures printed and written to ``<dir>/bench_preproc
    and says how the time was extrapolated).
 5. Store size vs raw int16 and read throughput of the two access patterns (training batch of
    128 subjects at a landmark + 2 neighbours; one subject's full landmark set), on this cohort's
-   store and on a larger CT-like synthetic store (:func:`drasclr.store.bench_store`).
+   store and on a larger CT-like synthetic store (:func:`drasclr.bench.store.bench_store`).
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ import numpy as np
 
 def _true_transform_dice(cohort: Path, sid: str, atlas_subject: str, t_true: np.ndarray) -> float:
     """Dice of the subject's truth lungs warped by the true transform with the atlas's truth."""
-    from drasclr.io import read_mask, resample_isotropic
-    from drasclr.register import Registration, dice, warp_mask_to_fixed
+    from drasclr.imaging.io import read_mask
+    from drasclr.imaging.register import Registration, dice, warp_mask_to_fixed
+    from drasclr.imaging.resample import resample_isotropic
 
     fixed = resample_isotropic(read_mask(cohort / "truth" / f"{atlas_subject}_lungs.nii.gz"),
                                1.0, order=0, fill=0)
@@ -51,7 +52,7 @@ def _true_transform_dice(cohort: Path, sid: str, atlas_subject: str, t_true: np.
 
 def _landmark_errors(store: Path, synth_manifest: Any, atlas_subject: str,
                      cohort: Path | None = None) -> dict[str, float]:
-    from drasclr.store import PatchStore
+    from drasclr.store.reader import PatchStore
 
     ps = PatchStore(store)
     man = ps.manifest.set_index("subject_id")
@@ -96,11 +97,13 @@ def _known_affine_accuracy(cohort: Path, subjects: list[str], atlas_dir: Path,
     """Register each subject's lung mask to a copy of itself moved by a known affine."""
     import SimpleITK as sitk
 
-    from drasclr.atlas import load_atlas
-    from drasclr.io import read_ct, to_sitk
-    from drasclr.preprocess import PreprocessConfig, clipped_ct
-    from drasclr.register import dice, map_landmarks, register_affine, warp_mask_to_fixed
-    from drasclr.segment import segment_lungs
+    from drasclr.imaging.atlas import load_atlas
+    from drasclr.imaging.geometry import to_sitk
+    from drasclr.imaging.io import read_ct
+    from drasclr.imaging.register import dice, map_landmarks, register_affine, warp_mask_to_fixed
+    from drasclr.imaging.resample import clipped_ct
+    from drasclr.imaging.segment import segment_lungs
+    from drasclr.preprocess.config import PreprocessConfig
 
     cfg = PreprocessConfig()
     atlas = load_atlas(atlas_dir)
@@ -155,11 +158,12 @@ def registration_comparison(
     the two and extrapolates to the full count (said so in ``published.timing``); its accuracy is
     that of the reduced run.
     """
-    from drasclr.atlas import load_atlas
-    from drasclr.io import read_ct
-    from drasclr.preprocess import PreprocessConfig, clipped_ct
-    from drasclr.register import RegisterConfig, register_affine, registration_qc
-    from drasclr.segment import segment_lungs
+    from drasclr.imaging.atlas import load_atlas
+    from drasclr.imaging.io import read_ct
+    from drasclr.imaging.register import RegisterConfig, register_affine, registration_qc
+    from drasclr.imaging.resample import clipped_ct
+    from drasclr.imaging.segment import segment_lungs
+    from drasclr.preprocess.config import PreprocessConfig
 
     if not 0.0 < iteration_fraction <= 1.0:
         raise ValueError(f"iteration_fraction must lie in (0, 1], got {iteration_fraction}")
@@ -222,7 +226,7 @@ def registration_comparison(
 
 
 def _store_reads(store: Path, batch: int = 128) -> dict[str, float]:
-    from drasclr.store import PatchStore
+    from drasclr.store.reader import PatchStore
 
     ps = PatchStore(store)
     L, S = ps.num_landmarks, ps.num_subjects
@@ -258,11 +262,13 @@ def run_bench(
     skip_reference: bool = False,
 ) -> dict[str, Any]:
     """Run the whole benchmark; returns the figures (also saved as JSON)."""
-    from drasclr.atlas import save_atlas
-    from drasclr.preprocess import PreprocessConfig, atlas_from_ct, stage_seconds
-    from drasclr.preprocess_run import median_core_seconds, run_preprocess
+    from drasclr.bench.store import bench_store
+    from drasclr.imaging.atlas import save_atlas
+    from drasclr.preprocess.config import PreprocessConfig
+    from drasclr.preprocess.run import median_core_seconds, run_preprocess
+    from drasclr.preprocess.subject import atlas_from_ct, stage_seconds
     from drasclr.raytools import ray_session
-    from drasclr.store import PatchStore, bench_store
+    from drasclr.store.reader import PatchStore
     from drasclr.synth.cohort import generate_cohort
     from drasclr.synth.config import preset_config
     from drasclr.tables import read_frame
@@ -313,71 +319,29 @@ def run_bench(
     return res
 
 
-def _print(res: dict[str, Any]) -> None:
-    pr = res["paper_run"]
-    r1, r2 = res["runs"][1], res["runs"][2]
-    acc, st = res["accuracy"], res["store"]
-    print(f"\n== drasclr bench preprocess ({res['preset']} preset, {res['n_subjects']} subjects)")
-    print(f"median core-seconds per subject (single-threaded worker): "
-          f"{pr['median_core_s_per_subject']:.2f} s (target <= 15); {pr['wall_s']:.1f} s wall "
-          f"for {pr['ok']} subjects incl. actor start")
-    for s, v in pr["stage_seconds"].items():
-        print(f"  {s:<9} p50 {v['p50']:6.2f} s   p95 {v['p95']:6.2f} s")
-    print(f"scaling on these {r1['ok']} subjects: 1 worker {r1['subjects_per_s']:.3f} "
-          f"subj/s ({r1['wall_s']:.1f} s), 2 workers {r2['subjects_per_s']:.3f} subj/s "
-          f"({r2['wall_s']:.1f} s) -> {res['scaling_2_vs_1']:.2f}x (target >= 1.7)")
-    print(f"registration on known affines ({acc['known_subjects']} subjects, own mask moved by a "
-          f"random affine): landmark error mean {acc['known_error_mean_mm']:.2f} mm, max "
-          f"{acc['known_error_max_mm']:.2f} mm (target <= 2); Dice min {acc['known_dice_min']:.3f}"
-          f" (target >= 0.95); {acc['known_register_s_median']:.1f} s per registration")
-    print(f"inter-subject vs the generator's true transform: landmark error mean "
-          f"{acc['landmark_error_mean_mm']:.2f} mm, p95 {acc['landmark_error_p95_mm']:.2f} mm; "
-          f"Dice with the atlas median {acc['dice_median']:.3f} (the true transform itself "
-          f"reaches Dice {acc['true_transform_dice_median']:.3f}: the phantom's lungs differ "
-          "between subjects beyond an affine)")
-    if "registration" in res:
-        rc = res["registration"]
-        ours, pub = rc["ours"], rc["published"]
-        print(f"registration, both settings on the same {len(rc['subjects'])} subject(s) in this "
-              "run (speed | Dice with the atlas | landmark error vs the true transform):")
-        for name, r in (("ours", ours), ("published", pub)):
-            res_mm = f"{r['resolution_mm']} mm" if r["resolution_mm"] else "native 1 mm"
-            print(f"  {name:<9} {res_mm:<11} iterations {r['iterations']}: "
-                  f"{r['seconds_median']:7.2f} s | Dice median {r['dice_median']:.3f} "
-                  f"(min {r['dice_min']:.3f}) | {r['landmark_error_mean_mm']:.2f} mm")
-        print(f"  published timing: {pub['timing']}")
-        print(f"  -> the published setting takes {rc['published_over_ours']:.1f}x our "
-              f"registration time on these subjects; "
-              f"{pub['seconds_median'] / pr['median_core_s_per_subject']:.1f}x our whole "
-              "per-subject preprocessing (median core-seconds above)")
-    print(f"store on this cohort: {st['store_bytes_ratio']:.3f}x raw int16; batch read "
-          f"{st['batch_patches_per_s']:.0f} patches/s, subject read "
-          f"{st['subject_patches_per_s']:.0f} patches/s (L={st['landmarks']}, S={st['subjects']})")
-    ct = res["store_ct_like"]
-    print("store on CT-like noisy patches (96 landmarks x 256 subjects): "
-          + ", ".join(f"{k} {v:.3g}" for k, v in ct.items()))
-
-
-def _cmd(args: argparse.Namespace) -> int:
-    res = run_bench(args.dir, args.n, args.preset, args.reference_subjects,
-                    args.iteration_fraction, args.skip_reference)
-    _print(res)
-    print(f"figures saved: {args.dir / 'bench_preprocess.json'}")
-    return 0
+def run_from_args(args: argparse.Namespace, say: Any = None) -> dict[str, Any]:
+    """``drasclr bench preprocess``: :func:`run_bench` with the command's options."""
+    return run_bench(args.dir, args.n, args.preset, args.reference_subjects,
+                     args.iteration_fraction, args.skip_reference)
 
 
 def register(sub: Any) -> None:
-    """Add ``bench preprocess``."""
+    """Add ``bench preprocess`` (printed by :mod:`drasclr.commands.bench`)."""
     p = sub.add_parser("preprocess", help="per-subject cost, accuracy, 2-vs-1 worker scaling, "
                                           "store size and read speed")
-    p.add_argument("--dir", type=Path, default=Path("runs/bench-preprocess"))
-    p.add_argument("--n", type=int, default=10, help="subjects (subject 0 is the atlas)")
+    p.add_argument("--dir", type=Path, default=Path("runs/bench-preprocess"),
+                   help="work folder: cohort, atlas, stores and bench_preprocess.json (default "
+                        "runs/bench-preprocess; the cohort is reused when present)")
+    p.add_argument("--n", type=int, default=10,
+                   help="subjects (subject 0 is the atlas; default 10)")
     p.add_argument("--preset", default="paper", help="synthetic preset (default paper)")
     p.add_argument("--reference-subjects", dest="reference_subjects", type=int, default=2,
-                   help="subjects registered with both our and the published settings")
+                   help="subjects registered with both our and the published settings "
+                        "(default 2)")
     p.add_argument("--iteration-fraction", dest="iteration_fraction", type=float, default=1.0,
                    help="run the published setting at this fraction of its iterations (and half "
-                        "of it) and extrapolate its time linearly; said so in the output")
+                        "of it) and extrapolate its time linearly; said so in the output "
+                        "(default 1.0: full iterations)")
     p.add_argument("--skip-reference", action="store_true",
                    help="skip the registration comparison")
-    p.set_defaults(handler=_cmd)
+    p.set_defaults(bench_run=run_from_args)

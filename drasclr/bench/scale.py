@@ -61,7 +61,9 @@ def project(m: dict[str, float], a: argparse.Namespace) -> dict[str, float]:
     return out
 
 
-def _cmd(a: argparse.Namespace) -> int:
+def run_from_args(a: argparse.Namespace, say: Any = None) -> dict[str, Any]:
+    """``drasclr bench scale``: measured and stated inputs and the projection (also saved as
+    ``<dir>/bench_scale.json``)."""
     measured: dict[str, Any] = {}
     src = Path(a.bench_json)
     if src.is_file():
@@ -91,56 +93,41 @@ def _cmd(a: argparse.Namespace) -> int:
         "gpu_speedup", "gpu_step_seconds")}, "projection": proj}
     Path(a.dir).mkdir(parents=True, exist_ok=True)
     (Path(a.dir) / "bench_scale.json").write_text(json.dumps(res, indent=1, default=str))
-    m = measured
-    print("== drasclr bench scale")
-    print(f"measured here: preprocessing {m['subject_core_s']:.1f} core-s/subject "
-          f"(parallel efficiency {m['efficiency']:.2f}; {m['preprocess_source']}); training step "
-          f"B={a.batch}, k={a.neighbours}: {m['step_s']:.2f} s wall / {m['step_cpu_s']:.2f} "
-          f"CPU-s on {m['threads']} threads; extraction {m['extract_patches_per_s']:.0f} "
-          "patches/s (CPU)")
-    gpu = (f"{a.gpu_step_seconds} s/step (given)" if a.gpu_step_seconds else
-           f"ASSUMED {a.gpu_speedup:.0f}x one CPU core per GPU (no GPU measured)")
-    print(f"cluster: {a.cpu_nodes} x {a.cpus_per_node} CPUs for preprocessing, {a.gpus} GPUs for "
-          f"training ({gpu})")
-    print(f"{a.subjects} subjects, {a.landmarks} landmarks, {a.epochs} epochs, batch {a.batch}:")
-    print(f"  preprocessing  {proj['preprocess_h']:8.2f} h on {proj['cores']} cores")
-    print(f"  pretraining    {proj['train_h']:8.2f} h ({proj['train_steps']} steps of "
-          f"{proj['train_step_gpu_s']:.3f} s on {a.gpus} GPUs)")
-    print(f"  extraction     {proj['extract_h']:8.2f} h")
-    print(f"  total          {proj['total_h']:8.2f} h")
-    if "published_registration_serial_h" in proj:
-        print(f"published registration alone: {proj['published_registration_serial_h']:.0f} h "
-              f"serial ({m['published_registration_s']:.0f} s/subject measured by bench "
-              f"preprocess, Dice median {m['published_registration_dice']:.3f}; "
-              f"{m['published_registration_note']}), "
-              f"{proj['published_registration_same_cores_h']:.1f} h on the same "
-              f"{proj['cores']} cores -> our whole preprocessing "
-              f"{proj['published_registration_same_cores_h'] / proj['preprocess_h']:.0f}x faster")
-    else:
-        print("published registration: not measured in the preprocessing run used here (run "
-              "`drasclr bench preprocess` without --skip-reference); no comparison printed")
-    print(f"figures saved: {Path(a.dir) / 'bench_scale.json'}")
-    return 0
+    return res
 
 
 def register(sub: Any) -> None:
-    """Add ``bench scale``."""
+    """Add ``bench scale`` (printed by :mod:`drasclr.commands.bench`)."""
     p = sub.add_parser("scale", help="measure per-subject / per-step costs, project a cluster run")
-    p.add_argument("--dir", default="runs/bench-scale")
+    p.add_argument("--dir", default="runs/bench-scale",
+                   help="output folder for bench_scale.json and any preprocessing measured now "
+                        "(default runs/bench-scale)")
     p.add_argument("--bench-json", default="runs/bench-preprocess/bench_preprocess.json",
                    help="reuse drasclr bench preprocess figures (measured now when missing)")
-    p.add_argument("--n", type=int, default=3, help="paper subjects to measure when needed")
-    p.add_argument("--subjects", type=int, default=10_000)
-    p.add_argument("--landmarks", type=int, default=581)
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--neighbours", type=int, default=2)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--cpu-nodes", type=int, default=32)
-    p.add_argument("--cpus-per-node", type=int, default=16)
-    p.add_argument("--gpus", type=int, default=8)
+    p.add_argument("--n", type=int, default=3,
+                   help="paper subjects to measure when needed (default 3)")
+    p.add_argument("--subjects", type=int, default=10_000,
+                   help="stated: subjects N of the projected cohort (default 10000)")
+    p.add_argument("--landmarks", type=int, default=581,
+                   help="stated: landmarks L per subject (default 581)")
+    p.add_argument("--epochs", type=int, default=20,
+                   help="stated: pretraining epochs (default 20)")
+    p.add_argument("--batch", type=int, default=128,
+                   help="subjects B per training step, measured here and projected (default 128)")
+    p.add_argument("--neighbours", type=int, default=2,
+                   help="k neighbouring landmarks per training step (default 2)")
+    p.add_argument("--threads", type=int, default=2,
+                   help="torch threads of the training-step and extraction measurements "
+                        "(default 2)")
+    p.add_argument("--cpu-nodes", type=int, default=32,
+                   help="stated: CPU nodes for preprocessing (default 32)")
+    p.add_argument("--cpus-per-node", type=int, default=16,
+                   help="stated: CPUs per preprocessing node (default 16)")
+    p.add_argument("--gpus", type=int, default=8,
+                   help="stated: GPUs for training and extraction (default 8)")
     p.add_argument("--gpu-speedup", type=float, default=50.0,
-                   help="assumed GPU step rate over one CPU core (stated, not measured)")
+                   help="assumed GPU step rate over one CPU core (stated, not measured; "
+                        "default 50)")
     p.add_argument("--gpu-step-seconds", type=float, default=None,
                    help="measured seconds per training step on one GPU, if you have it")
-    p.set_defaults(handler=_cmd)
+    p.set_defaults(bench_run=run_from_args)

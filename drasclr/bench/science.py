@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from drasclr.config import StageConfig, check
-from drasclr.fsutil import atomic_write_text
+from drasclr.fsutil import atomic_write_text, slug
 
 #: Method -> pretraining overrides (None: the untrained encoder of the same seed).
 SCIENCE_METHODS: dict[str, dict[str, Any] | None] = {
@@ -102,33 +102,35 @@ class ScienceConfig(StageConfig):
         check(self.dense_subjects >= 0, s, "dense_subjects", "must be >= 0")
 
 
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_").replace("__", "_")
+def _silent(line: str) -> None:
+    """The default ``say``: progress lines go nowhere (the command prints them)."""
 
 
 class _Clock:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, say: Any = _silent) -> None:
         self.path = path
+        self.say = say
         self.seconds: dict[str, float] = (json.loads(path.read_text()) if path.exists() else {})
 
     def run(self, name: str, fn: Any) -> Any:
-        print(f"[science] {name} ...", flush=True)
+        self.say(f"[science] {name} ...")
         t0 = time.perf_counter()
         out = fn()
         self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - t0, 1)
         atomic_write_text(self.path, json.dumps(self.seconds, indent=1))
-        print(f"[science] {name}: {time.perf_counter() - t0:.1f} s", flush=True)
+        self.say(f"[science] {name}: {time.perf_counter() - t0:.1f} s")
         return out
 
 
 # ------------------------------------------------------------------------------------- stages
 def prepare(out: Path, cfg: ScienceConfig, progress: bool) -> tuple[Path, Path]:
     """Cohort, atlas and store (each skipped when done). Returns ``(cohort, store)``."""
-    from drasclr.atlas import save_atlas
+    from drasclr.imaging.atlas import save_atlas
     from drasclr.labels import read_labels
     from drasclr.pipeline import pick_atlas_subject
-    from drasclr.preprocess import PreprocessConfig, atlas_from_ct
-    from drasclr.preprocess_run import run_preprocess
+    from drasclr.preprocess.config import PreprocessConfig
+    from drasclr.preprocess.run import run_preprocess
+    from drasclr.preprocess.subject import atlas_from_ct
     from drasclr.synth.cohort import generate_cohort
     from drasclr.synth.config import preset_config
 
@@ -147,7 +149,7 @@ def prepare(out: Path, cfg: ScienceConfig, progress: bool) -> tuple[Path, Path]:
 
 def _store_complete(cohort: Path, store: Path) -> bool:
     """True when the store already holds every subject of the cohort (a finished stage)."""
-    from drasclr.store import PatchStore
+    from drasclr.store.reader import PatchStore
     from drasclr.tables import read_frame
 
     if not (store / "manifest.parquet").is_file():
@@ -171,9 +173,11 @@ def subject_table(cohort: Path, store_path: Path, progress: bool) -> pd.DataFram
     from tqdm.auto import tqdm
 
     from drasclr.evaluate.boxes import read_scan
-    from drasclr.store import PatchStore
+    from drasclr.evaluate.inputs import store_preprocess_config
+    from drasclr.store.reader import PatchStore
 
     store = PatchStore(store_path)
+    pp = store_preprocess_config(store_path)
     man = store.manifest.set_index("subject_id")
     subjects = list(store.subject_ids)
     known = (man["laa950"] if "laa950" in man.columns
@@ -181,7 +185,8 @@ def subject_table(cohort: Path, store_path: Path, progress: bool) -> pd.DataFram
     missing = known.index[~np.isfinite(known.to_numpy())].tolist()
 
     def one(sid: str) -> float:
-        return float(read_scan(man.loc[sid, "input_path"], sid, None)[1])
+        return float(read_scan(man.loc[sid, "input_path"], sid, None, spacing_mm=pp.spacing_mm,
+                               segment=pp.segment)[1])
 
     with ThreadPoolExecutor(2) as pool:
         fresh = dict(zip(missing, tqdm(pool.map(one, missing), total=len(missing),
@@ -206,20 +211,24 @@ def calibrated_steps(config: Any, store: Path, budget_s: float, scratch: Path) -
 
 
 def pretrain_method(
-    out: Path, cfg: ScienceConfig, name: str, seed: int, store: Path, probe_file: Path
+    out: Path, cfg: ScienceConfig, name: str, seed: int, store: Path, probe_file: Path,
+    say: Any = _silent,
 ) -> Path:
-    """Pretrain (or export untrained) one method with one seed; returns the export folder."""
+    """Pretrain (or export untrained) one method with one seed; returns the export folder.
+
+    ``say`` receives progress lines (the step-time calibration, :func:`budget_steps`).
+    """
     from drasclr.train.config import PretrainConfig
     from drasclr.train.export import EXPORT_DIR, export_initial_encoder
     from drasclr.train.run import train_single_process
 
-    run = out / "models" / f"{_slug(name)}_s{seed}"
+    run = out / "models" / f"{slug(name)}_s{seed}"
     if (run / EXPORT_DIR / "encoder_config.json").exists():
         return run / EXPORT_DIR
     base = method_config(cfg, name, seed, probe_file)
     if base is None:
-        return export_initial_encoder(PretrainConfig(seed=seed, run_name=_slug(name)), store, run)
-    steps = budget_steps(out, cfg, name, seed, store, probe_file)
+        return export_initial_encoder(PretrainConfig(seed=seed, run_name=slug(name)), store, run)
+    steps = budget_steps(out, cfg, name, seed, store, probe_file, say)
     train_single_process(base.replace(steps=steps), store, run, overwrite=True)
     return run / EXPORT_DIR
 
@@ -235,17 +244,19 @@ def method_config(cfg: ScienceConfig, name: str, seed: int, probe_file: Path) ->
         batch_size=cfg.batch_size, lr=cfg.lr, momentum=cfg.momentum, queue_size=cfg.queue_size,
         lr_warmup_steps=20, log_every=10, checkpoint_every=10**6, seed=seed,
         threads_per_worker=cfg.threads, probe_every=cfg.probe_every,
-        probe_file=str(probe_file) if cfg.probe_every else "", run_name=_slug(name),
+        probe_file=str(probe_file) if cfg.probe_every else "", run_name=slug(name),
         **over)
 
 
 def budget_steps(
-    out: Path, cfg: ScienceConfig, name: str, seed: int, store: Path, probe_file: Path
+    out: Path, cfg: ScienceConfig, name: str, seed: int, store: Path, probe_file: Path,
+    say: Any = _silent,
 ) -> int:
     """Steps of one method within the budget, from a calibration of its step time.
 
     Every trained method is calibrated once, back to back, before any training (cached in
-    ``calibration.json``), so all methods are timed under the same machine conditions.
+    ``calibration.json``), so all methods are timed under the same machine conditions. ``say``
+    receives one progress line per calibrated method.
     """
     path = out / "calibration.json"
     table = json.loads(path.read_text()) if path.exists() else {}
@@ -256,7 +267,7 @@ def budget_steps(
             steps, step_s = calibrated_steps(method_config(cfg, m, cfg.seeds[0], probe_file),
                                              store, cfg.budget_minutes * 60, out / "scratch")
             table[m] = {"steps": steps, "seconds_per_step": round(step_s, 3)}
-            print(f"[science] {m}: {step_s:.2f} s/step -> {steps} steps", flush=True)
+            say(f"[science] {m}: {step_s:.2f} s/step -> {steps} steps")
         atomic_write_text(path, json.dumps(table, indent=1))
     return int(table[name]["steps"])
 
@@ -272,7 +283,7 @@ def extract(out: Path, cfg: ScienceConfig, name: str, seed: int, encoder: Path, 
 
     stats = bn_stats or cfg.bn_stats
     suffix = "" if stats == cfg.bn_stats else f"_{stats}"
-    folder = out / "features" / f"{_slug(name)}_s{seed}{suffix}"
+    folder = out / "features" / f"{slug(name)}_s{seed}{suffix}"
     extract_features(encoder, store, folder,
                      FeaturesConfig(bn_stats=stats, batch_size=128))  # type: ignore[arg-type]
     return folder
@@ -310,7 +321,7 @@ def score_method(
     """Metrics of one feature folder (cached in ``metrics/<method>_s<seed>.json``)."""
     from drasclr.features import read_patch_features
 
-    path = out / "metrics" / f"{_slug(name)}_s{seed}.json"
+    path = out / "metrics" / f"{slug(name)}_s{seed}.json"
     if path.exists():
         return json.loads(path.read_text())
     pf = read_patch_features(features)
@@ -324,7 +335,7 @@ def score_method(
             # exist: their probe is fitted on features with the encoder's running statistics too
             from drasclr.train.export import EXPORT_DIR
 
-            encoder = out / "models" / f"{_slug(name)}_s{seed}" / EXPORT_DIR
+            encoder = out / "models" / f"{slug(name)}_s{seed}" / EXPORT_DIR
             dense_pf = read_patch_features(extract(out, cfg, name, seed, encoder, out / "store",
                                                    bn_stats="running"))
         metrics["dense_dice"] = [dense_dice(out, cfg, name, seed, dense_pf, truth, labels, store,
@@ -356,10 +367,12 @@ def dense_dice(
     from sklearn.preprocessing import StandardScaler
 
     from drasclr.evaluate.boxes import read_scan
-    from drasclr.evaluate.detection import EMPHYSEMA_CODES, dice
+    from drasclr.evaluate.detection import EMPHYSEMA_CODES
+    from drasclr.evaluate.inputs import store_preprocess_config
     from drasclr.evaluate.patch_probe import features_for_truth
     from drasclr.evaluate.science import DETECT_FRACTION
     from drasclr.features import dense_features, store_bounds
+    from drasclr.imaging.overlap import dice
     from drasclr.probing import ALPHAS
     from drasclr.train.export import load_encoder
 
@@ -377,13 +390,15 @@ def dense_dice(
     with torch.no_grad():
         head.weight.copy_(torch.as_tensor(w[None], dtype=torch.float32))
         head.bias.copy_(torch.as_tensor([rg.intercept_ - float(w @ sc.mean_)], dtype=torch.float32))
-    enc_dir = out / "models" / f"{_slug(name)}_s{seed}"
+    enc_dir = out / "models" / f"{slug(name)}_s{seed}"
     encoder, _ = load_encoder(enc_dir)
     man = store.manifest.set_index("subject_id")
     bounds = store_bounds(store)
+    pp = store_preprocess_config(store.path)
     scores = []
     for sid in dense_ids:
-        scan, _ = read_scan(man.loc[sid, "input_path"], sid, cohort, with_lesions=True)
+        scan, _ = read_scan(man.loc[sid, "input_path"], sid, cohort, spacing_mm=pp.spacing_mm,
+                            with_lesions=True, segment=pp.segment)
         d = dense_features(encoder, scan.hu, scan.geometry, man.loc[sid, "inverse_transform"],
                            bounds, mask=scan.lungs, stride=cfg.dense_stride, head=head,
                            device="cpu")
@@ -457,17 +472,23 @@ def markdown_table(rows: list[dict[str, Any]], metrics: tuple[str, ...] = SCIENC
     return head + "\n".join(lines) + "\n"
 
 
-def run_science(out_dir: str | Path, cfg: ScienceConfig, progress: bool = True) -> dict[str, Any]:
-    """The whole benchmark (resumable); writes and returns ``science.json``'s content."""
+def run_science(
+    out_dir: str | Path, cfg: ScienceConfig, progress: bool = True, say: Any = _silent
+) -> dict[str, Any]:
+    """The whole benchmark (resumable); writes and returns ``science.json``'s content.
+
+    ``progress`` shows progress bars; ``say`` receives one line as each stage starts and ends
+    (``drasclr bench science`` prints them; :mod:`drasclr.commands.bench`).
+    """
     from drasclr.evaluate.patch_probe import read_patch_truth, write_probe_file
     from drasclr.labels import read_labels
     from drasclr.raytools import ray_session
-    from drasclr.store import PatchStore
+    from drasclr.store.reader import PatchStore
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg.claim(out / "science_config.yaml")
-    clock = _Clock(out / "timings.json")
+    clock = _Clock(out / "timings.json", say)
     t0 = time.perf_counter()
     with ray_session(num_cpus=cfg.threads):
         cohort, store_path = clock.run("synth + atlas + preprocess",
@@ -489,7 +510,7 @@ def run_science(out_dir: str | Path, cfg: ScienceConfig, progress: bool = True) 
     for name in SCIENCE_METHODS:
         for seed in cfg.seeds:
             enc = clock.run(f"pretrain {name} s{seed}", lambda n=name, s=seed: pretrain_method(
-                out, cfg, n, s, store_path, probe_file))
+                out, cfg, n, s, store_path, probe_file, say))
             feats = clock.run(f"extract {name} s{seed}",
                               lambda n=name, s=seed, e=enc: extract(out, cfg, n, s, e, store_path))
             results.setdefault(name, []).append(clock.run(
@@ -507,14 +528,12 @@ def run_science(out_dir: str | Path, cfg: ScienceConfig, progress: bool = True) 
     return doc
 
 
-def _cmd(args: argparse.Namespace) -> int:
+def run_from_args(args: argparse.Namespace, say: Any = _silent) -> dict[str, Any]:
+    """``drasclr bench science``: :func:`run_science` with the command's options."""
     cfg = ScienceConfig(preset=args.preset, n_subjects=args.n, seed=args.seed,
                         budget_minutes=args.budget_minutes, batch_size=args.batch_size,
                         seeds=tuple(range(args.pretrain_seeds)), bn_stats=args.bn_stats)
-    doc = run_science(args.out, cfg, progress=not args.quiet)
-    print(markdown_table(doc["rows"]))
-    print(f"science.json: {Path(args.out) / 'science.json'} ({doc['minutes']} min)")
-    return 0
+    return run_science(args.out, cfg, progress=not args.quiet, say=say)
 
 
 def register(sub: Any) -> None:
@@ -533,4 +552,4 @@ def register(sub: Any) -> None:
     p.add_argument("--bn-stats", choices=("running", "landmark"), default="landmark",
                    help="BatchNorm statistics at feature extraction")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(handler=_cmd)
+    p.set_defaults(bench_run=run_from_args)

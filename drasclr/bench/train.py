@@ -132,64 +132,34 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def _print(res: dict[str, Any]) -> None:
-    ts = res["train_step"]
-    print(f"threads {res['threads']}, device {res['device']}")
-    print(f"\nfull DrasCLR training step (B={ts['batch_size']}, k={ts['neighbours']}):")
-    for c in ("loccondconv", "none"):
-        print(f"  {c:12s} {ts['samples_per_s'][c]:8.1f} samples/s   "
-              f"{ts['samples_per_cpu_s'][c]:8.1f} samples/CPU-s")
-    r_wall = ts["samples_per_s"]["loccondconv"] / ts["samples_per_s"]["none"]
-    r_cpu = ts["samples_per_cpu_s"]["loccondconv"] / ts["samples_per_cpu_s"]["none"]
-    print(f"  Loc-CondConv / static: {r_wall:.2f} wall, {r_cpu:.2f} CPU (target >= 0.85)")
-    ex = res["extraction"]
-    print(f"\nfeature extraction (B={ex['batch_size']}, encoder forward, no grad):")
-    names = {"loop": "per-sample loop", "auto": "mixed-location (one subject, all landmarks)",
-             "shared": "landmark-major shared kernel", "static": "static convolutions"}
-    for p in ("loop", "auto", "shared", "static"):
-        print(f"  {names[p]:45s} {ex['samples_per_s'][p]:8.1f} samples/s "
-              f"{ex['samples_per_cpu_s'][p]:8.1f} samples/CPU-s")
-    for key in ("samples_per_s", "samples_per_cpu_s"):
-        r = ex[key]
-        print(f"  [{key}] mixed / loop {r['auto'] / r['loop']:.2f} (target >= 1.5); "
-              f"shared / static {r['shared'] / r['static']:.2f} (target >= 0.9)")
-    dw = res["data_wait"]
-    print(f"\ndata wait (single-process run, B={dw['batch_size']}, {dw['steps']} steps, P=32): "
-          f"{100 * dw['data_wait_fraction']:.2f} % of step time (target < 10 %), "
-          f"{dw['samples_per_s']:.1f} samples/s")
-    print("\nmemory bank per worker, measured in N worker processes at once:")
-    for q in res["queue_memory"]:
-        per = ", ".join(f"rank {r['rank']} ({r['landmarks']} landmarks) "
-                        f"{r['measured_bytes'] / 2**20:.1f} MiB" for r in q["ranks"])
-        print(f"  N={q['workers']}: {per} [{q['ranks'][0]['source']}] vs "
-              f"L*K*D*4/N = {q['formula_bytes'] / 2**20:.1f} MiB")
-    if not res["cuda_available"]:
-        print("\nGPU: not available on this machine (no samples/s per GPU, no NCCL run)")
-    print(f"\ntotal {res['seconds']:.0f} s")
-
-
-def _bench(args: argparse.Namespace) -> int:
+def run_from_args(args: argparse.Namespace, say: Any = None) -> dict[str, Any]:
+    """``drasclr bench train``: :func:`run_bench` (also written to ``--json`` when given)."""
     res = run_bench(args)
-    _print(res)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1, default=str))
-    return 0
+    return res
 
 
 def register(sub: Any) -> None:
-    """Add ``bench train``."""
+    """Add ``bench train`` (printed by :mod:`drasclr.commands.bench`)."""
     p = sub.add_parser("train", help="training step, feature extraction, data wait, queue memory")
-    p.add_argument("--threads", type=int, default=2, help="torch threads")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--step-batch", dest="step_batch", type=int, default=32,
-                   help="subjects per training step")
+                   help="subjects per training step (default 32)")
     p.add_argument("--extract-batch", dest="extract_batch", type=int, default=581,
                    help="patches per extraction batch (581 = one subject's landmark set)")
     p.add_argument("--wait-batch", dest="wait_batch", type=int, default=32,
-                   help="batch size of the data-wait run")
-    p.add_argument("--wait-steps", dest="wait_steps", type=int, default=6)
-    p.add_argument("--landmarks", type=int, default=581, help="L for the queue memory figure")
-    p.add_argument("--queue-size", dest="queue_size", type=int, default=4096, help="K")
-    p.add_argument("--repeats", type=int, default=2)
+                   help="batch size of the data-wait run (default 32)")
+    p.add_argument("--wait-steps", dest="wait_steps", type=int, default=6,
+                   help="optimizer steps of the data-wait run (default 6)")
+    p.add_argument("--landmarks", type=int, default=581,
+                   help="L for the queue memory figure (default 581)")
+    p.add_argument("--queue-size", dest="queue_size", type=int, default=4096,
+                   help="K, keys per landmark queue, for the step and queue memory figures "
+                        "(default 4096)")
+    p.add_argument("--repeats", type=int, default=2,
+                   help="timed runs of each step / forward pass after one warm-up; the best is "
+                        "reported (default 2)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
-    p.set_defaults(handler=_bench)
+    p.set_defaults(bench_run=run_from_args)

@@ -46,7 +46,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         return 2
     print(f"evaluation: {args.out} ({res['seconds'].get('total', 0):.1f} s)")
     if args.report:
-        from drasclr.report import write_report
+        from drasclr.report.markdown import write_report
 
         path = write_report(args.out, Path(args.out) / "report")
         print(f"report: {path}")
@@ -54,7 +54,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from drasclr.report import ReportError, find_evaluation, write_report
+    from drasclr.report.markdown import ReportError, find_evaluation, write_report
 
     try:
         eval_dir, run = find_evaluation(args.run)
@@ -77,7 +77,8 @@ def register(sub: Any) -> None:
         "dense masks vs truth and the random-location ablation for each method's features, "
         "with LAA-950 baselines. Tables (Parquet + CSV) and results.json go to --out.",
     )
-    p.add_argument("--cohort", type=Path, required=True, help="cohort folder (labels, boxes, truth)")
+    p.add_argument("--cohort", type=Path, required=True,
+                   help="cohort folder (labels, boxes, truth)")
     p.add_argument("--labels", type=Path, default=None,
                    help="labels table in the contract's column names (default: "
                         "<cohort>/labels.parquet; `drasclr run` checks a lab's table into one)")
@@ -97,7 +98,8 @@ def register(sub: Any) -> None:
     p.add_argument("--dense-stride", type=int, default=None, help="dense grid stride (8)")
     p.add_argument("--finetune-epochs", type=int, default=None,
                    help="full fine-tuning epochs (0 = off)")
-    p.add_argument("--n-bootstrap", type=int, default=None, help="C-index bootstrap resamples")
+    p.add_argument("--n-bootstrap", type=int, default=None,
+                   help="C-index bootstrap resamples (200)")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--report", action="store_true", help="also write <out>/report")
     p.add_argument("--overwrite", action="store_true", help="recompute finished results")

@@ -10,7 +10,7 @@ from typing import Any
 
 def _extract(args: argparse.Namespace) -> int:
     from drasclr.features import FeaturesError
-    from drasclr.store import StoreError
+    from drasclr.store.layout import StoreError
 
     try:
         return _run(args)
@@ -79,7 +79,9 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--config", type=Path, default=None, help="a features_config.yaml to start from")
     p.add_argument("--batch-size", type=int, default=None, help="patches per encoder call (64)")
-    p.add_argument("--order", choices=["landmark", "subject"], default=None, help="batch order")
+    p.add_argument("--order", choices=["landmark", "subject"], default=None,
+                   help="batch order: landmark (default; many subjects at one landmark per "
+                        "batch) or subject")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--bn-stats", choices=["running", "landmark"], default=None,
                    help="BatchNorm statistics: the training run's averages (running, default) "
@@ -87,7 +89,8 @@ def register(sub: Any) -> None:
     p.add_argument("--num-actors", type=int, default=None, help="encoder actors (default 1)")
     p.add_argument("--cpus-per-actor", type=float, default=None, help="CPUs per actor (1)")
     p.add_argument("--gpus-per-actor", type=float, default=None, help="GPUs per actor (0)")
-    p.add_argument("--num-cpus", type=int, default=None, help="CPUs for an embedded Ray instance")
+    p.add_argument("--num-cpus", type=int, default=None,
+                   help="CPUs for an embedded Ray instance (default: all)")
     p.add_argument("--address", default=None, help="connect to this Ray cluster (e.g. auto)")
     p.add_argument(
         "--overwrite", action="store_true", help="replace features of another run in --out"

@@ -8,7 +8,7 @@ from typing import Any
 
 
 def _config(args: argparse.Namespace) -> Any:
-    from drasclr.preprocess import PreprocessConfig
+    from drasclr.preprocess.config import PreprocessConfig
 
     cfg = PreprocessConfig.load(args.config) if args.config else PreprocessConfig()
     changes: dict[str, Any] = {}
@@ -27,8 +27,8 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def _atlas(args: argparse.Namespace) -> int:
-    from drasclr.atlas import atlas_from_files, save_atlas
-    from drasclr.preprocess import atlas_from_ct
+    from drasclr.imaging.atlas import atlas_from_files, save_atlas
+    from drasclr.preprocess.subject import atlas_from_ct
 
     cfg = _config(args)
     if args.ct is not None and args.grid is None:
@@ -45,7 +45,7 @@ def _atlas(args: argparse.Namespace) -> int:
 
 
 def _preprocess(args: argparse.Namespace) -> int:
-    from drasclr.preprocess_run import run_preprocess
+    from drasclr.preprocess.run import run_preprocess
 
     summary = run_preprocess(args.inputs, args.atlas, args.store, _config(args),
                              labels=args.labels, overwrite=args.overwrite,
@@ -66,9 +66,11 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def register(sub: Any) -> None:
     """Add ``atlas`` and ``preprocess``."""
-    a = sub.add_parser("atlas", help="build an atlas (lung mask + landmark grid) from a CT or files")
+    a = sub.add_parser("atlas",
+                       help="build an atlas (lung mask + landmark grid) from a CT or files")
     a.add_argument("--ct", type=Path, default=None, help="atlas subject CT (its lungs segmented)")
-    a.add_argument("--mask", type=Path, default=None, help="atlas lung mask (instead of segmenting)")
+    a.add_argument("--mask", type=Path, default=None,
+                   help="atlas lung mask (instead of segmenting)")
     a.add_argument("--grid", type=Path, default=None,
                    help="published landmark grid .npy (patch corners, x y z) to use")
     a.add_argument("--id", default=None, help="atlas name (default: file name)")
@@ -85,7 +87,8 @@ def register(sub: Any) -> None:
     p.add_argument("--labels", type=Path, default=None,
                    help="labels table to validate and keep with the store")
     p.add_argument("--workers", type=int, default=None, help="subject workers (default: CPUs)")
-    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of an embedded Ray")
+    p.add_argument("--num-cpus", type=int, default=None,
+                   help="CPUs of an embedded Ray (default: all)")
     p.add_argument("--retry-failed", action="store_true",
                    help="re-process subjects that failed before")
     p.add_argument("--no-qc-figures", action="store_true", help="skip per-subject QC PNGs")

@@ -31,7 +31,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    from drasclr.store import StoreError
+    from drasclr.store.layout import StoreError
     from drasclr.train.checkpoint import CheckpointError
     from drasclr.train.loader import LoaderError
     from drasclr.train.loop import NonFiniteLossError
@@ -64,19 +64,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", required=True, type=Path, help="patch store directory")
     p.add_argument("--out", required=True, type=Path, help="run folder (re-running resumes)")
     p.add_argument("--config", type=Path, default=None, help="pretrain_config.yaml")
-    p.add_argument("--workers", type=int, default=None, help="Ray Train workers (landmark shards)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="Ray Train workers, one landmark shard each (default 1)")
     p.add_argument("--gpu", action="store_true", help="one GPU per worker, NCCL")
-    p.add_argument("--steps", type=int, default=None, help="total optimizer steps")
-    p.add_argument("--epochs", type=int, default=None, help="epochs (when --steps is not given)")
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--queue-size", dest="queue_size", type=int, default=None, help="K")
-    p.add_argument("--neighbours", type=int, default=None, help="k nearest landmarks")
-    p.add_argument("--conditioning", default=None, help="loccondconv | none | concat | hypernet")
-    p.add_argument("--model", default=None, help="drasclr | moco")
-    p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=None)
-    p.add_argument("--cpus-per-worker", dest="cpus_per_worker", type=float, default=None)
+    p.add_argument("--steps", type=int, default=None,
+                   help="total optimizer steps (default: derived from --epochs)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs over the store (when --steps is not given)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=None,
+                   help="B, subjects per batch per worker (default 128)")
+    p.add_argument("--lr", type=float, default=None, help="base learning rate (default 0.01)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of weights, queues, landmark order and augmentation (default 0)")
+    p.add_argument("--queue-size", dest="queue_size", type=int, default=None,
+                   help="K, keys per landmark queue (default 4096)")
+    p.add_argument("--neighbours", type=int, default=None,
+                   help="k nearest landmarks per batch (0 disables the neighbour loss; default 2)")
+    p.add_argument("--conditioning", default=None,
+                   help="loccondconv (default) | none | concat | hypernet")
+    p.add_argument("--model", default=None, help="drasclr (default) | moco")
+    p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=None,
+                   help="optimizer steps between checkpoints (default 500; one at the end too)")
+    p.add_argument("--cpus-per-worker", dest="cpus_per_worker", type=float, default=None,
+                   help="CPUs reserved per Ray Train worker (fractions allowed; default 1)")
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms")
     p.add_argument("--storage-path", dest="storage_path", default=None,
                    help="Ray Train storage (path or s3:// URI; default <out>/ray)")

@@ -47,13 +47,14 @@ def register(sub: Any) -> None:
     p.add_argument("--out", type=Path, required=True, help="run folder")
     p.add_argument("--label-column", action="append", default=None, metavar="'HEADER=COLUMN'",
                    help="map one of your headers to a contract column (repeatable), e.g. "
-                        "'FEV1 % predicted=fev1pp'")
+                        "'FEV1 %% predicted=fev1pp'")
     p.add_argument("--atlas", type=Path, default=None,
                    help="atlas folder (drasclr atlas); default: built from the scan with the "
                         "lowest LAA-950 among full-field-of-view candidates")
     p.add_argument("--method", action="append", default=None,
                    help="pretraining methods to compare (repeatable; default: all)")
-    p.add_argument("--steps", type=int, default=None, help="pretraining steps per method")
+    p.add_argument("--steps", type=int, default=None,
+                   help="pretraining steps per method (default 60)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="subjects per pretraining batch (default 32; at most the cohort size)")
     p.add_argument("--queue-size", type=int, default=None,
@@ -61,7 +62,8 @@ def register(sub: Any) -> None:
     p.add_argument("--stop-after", default=None, choices=STAGES,
                    help="stop after this stage (e.g. preprocess, to check the store and QC "
                         "first); re-run without it to resume")
-    p.add_argument("--seed", type=int, default=None, help="training and fold seed")
-    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the embedded Ray")
+    p.add_argument("--seed", type=int, default=None, help="training and fold seed (default 0)")
+    p.add_argument("--num-cpus", type=int, default=None,
+                   help="CPUs of the embedded Ray (default: all)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=_run)

@@ -36,10 +36,15 @@ def register(sub: Any) -> None:
                         "healthy=... and diseased=...)")
     p.add_argument("--labels", type=Path, required=True, help="the cohort's labels.parquet")
     p.add_argument("--out", type=Path, required=True, help="sweep folder")
-    p.add_argument("--space", choices=list(SPACES), default=None)
+    p.add_argument("--space", choices=list(SPACES), default=None,
+                   help="search space (default neighbours_x_conditioning)")
     p.add_argument("--config", type=Path, default=None, help="sweep_config.yaml")
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--eval-every", type=int, default=None)
-    p.add_argument("--cpus-per-trial", type=float, default=None)
-    p.add_argument("--gpus-per-trial", type=float, default=None)
+    p.add_argument("--steps", type=int, default=None,
+                   help="pretraining steps per trial (default 40)")
+    p.add_argument("--eval-every", type=int, default=None,
+                   help="steps between the downstream evaluations reported to Tune (default 20)")
+    p.add_argument("--cpus-per-trial", type=float, default=None,
+                   help="CPUs per trial; torch threads follow (default 1)")
+    p.add_argument("--gpus-per-trial", type=float, default=None,
+                   help="GPUs per trial (default 0)")
     p.set_defaults(handler=_sweep)

@@ -47,17 +47,22 @@ def register(sub: Any) -> None:
     """Add ``synth`` (and ``synth report``) to the subcommand parsers."""
     from drasclr.synth.config import PRESETS
 
-    p = sub.add_parser("synth", help="generate a synthetic chest-CT cohort with known disease truth")
+    p = sub.add_parser("synth",
+                       help="generate a synthetic chest-CT cohort with known disease truth")
     p.add_argument("--preset", default="demo", help=f"one of {', '.join(PRESETS)} (default demo)")
-    p.add_argument("--mode", choices=["copd", "covid"], default=None, help="cohort kind (default copd)")
+    p.add_argument("--mode", choices=["copd", "covid"], default=None,
+                   help="cohort kind (default copd)")
     p.add_argument("--n", type=int, default=None, help="number of subjects (default: the preset's)")
     p.add_argument("--seed", type=int, default=None, help="cohort seed (default 0)")
-    p.add_argument("--config", default=None, help="a synth_config.yaml instead of --preset/--n/--seed")
+    p.add_argument("--config", default=None,
+                   help="a synth_config.yaml instead of --preset/--n/--seed")
     p.add_argument("--out", default=None, help="cohort folder (default cohorts/<preset>)")
     p.add_argument("--overwrite", action="store_true", help="replace a different cohort in --out")
-    p.add_argument("--num-cpus", type=int, default=None, help="CPUs for the embedded Ray instance")
+    p.add_argument("--num-cpus", type=int, default=None,
+                   help="CPUs for the embedded Ray instance (default: all)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    synth_sub = p.add_subparsers(dest="synth_cmd", required=False)
+    synth_sub = p.add_subparsers(dest="synth_cmd", required=False,
+                                 help="without one: generate the cohort")
     r = synth_sub.add_parser("report", help="label distributions, LAA-950 R², preview.png")
-    r.add_argument("folder", type=Path)
+    r.add_argument("folder", type=Path, help="cohort folder (drasclr synth --out)")
     p.set_defaults(handler=_synth)

@@ -8,6 +8,10 @@ frames that the readouts take like any learned features.
 The other baselines (random-initialised encoder, plain MoCo, DrasCLR without the neighbour loss,
 ...) are simply other feature frames: :func:`compare_methods` runs the same readouts on a mapping
 ``method name -> features`` and returns one tidy table with a ``method`` column.
+
+The evaluation names its baseline rows :data:`LAA_IMAGE`, :data:`LAA_PATCH`, :data:`LAA_BOX` and
+:data:`SCRATCH`; :func:`store_patch_laa` computes the patch-level LAA-950 of every landmark from
+a patch store.
 """
 
 from __future__ import annotations
@@ -27,31 +31,17 @@ from drasclr.evaluate.readouts import (
     Task,
     image_readout_table,
 )
+from drasclr.imaging.density import LAA_THRESHOLD_HU, laa950, patch_laa950
+from drasclr.store.reader import PatchStore
 
-LAA_THRESHOLD_HU = -950.0
-
-
-def laa950(
-    ct_hu: NDArray[Any], lung_mask: NDArray[Any], threshold_hu: float = LAA_THRESHOLD_HU
-) -> float:
-    """Share of lung voxels with attenuation strictly below ``threshold_hu``.
-
-    Args:
-        ct_hu: CT in Hounsfield units, any shape.
-        lung_mask: same shape; non-zero = lung.
-        threshold_hu: LAA threshold (-950 HU).
-
-    Raises:
-        ValueError: shapes differ or the lung mask is empty.
-    """
-    ct = np.asarray(ct_hu)
-    lung = np.asarray(lung_mask) != 0
-    if ct.shape != lung.shape:
-        raise ValueError(f"CT {ct.shape} and lung mask {lung.shape} differ in shape")
-    n = int(lung.sum())
-    if n == 0:
-        raise ValueError("lung mask is empty; LAA-950 is undefined")
-    return float(np.count_nonzero((ct < threshold_hu) & lung) / n)
+LAA_IMAGE = "LAA-950 (image)"
+"""Row name of image-level LAA-950 (preprocessing's own lung mask, manifest column ``laa950``)."""
+LAA_PATCH = "LAA-950 (patch)"
+"""Row name of patch-level LAA-950 of every landmark patch (:func:`store_patch_laa`)."""
+LAA_BOX = "LAA-950 (box)"
+"""Row name of box-level LAA-950 (the box patch inside its lung mask)."""
+SCRATCH = "supervised CNN (scratch)"
+"""Row name of the encoder trained from scratch on the boxes (the supervised baseline)."""
 
 
 def laa950_frame(
@@ -68,51 +58,6 @@ def laa950_frame(
             "laa950": [laa950(ct, m, threshold_hu) for ct, m in volumes.values()],
         }
     )
-
-
-def patch_laa950(
-    patches_hu: NDArray[Any],
-    lung_masks: NDArray[Any] | None = None,
-    threshold_hu: float = LAA_THRESHOLD_HU,
-    lung_fraction: NDArray[Any] | None = None,
-    min_lung_fraction: float = 0.0,
-) -> NDArray[np.float64]:
-    """Patch-level LAA-950: share of (lung) voxels below ``threshold_hu`` in each patch.
-
-    Args:
-        patches_hu: (..., P, P, P) patches in HU (e.g. (S, L, P, P, P) for S subjects, L landmarks).
-        lung_masks: optional (..., P, P, P) lung masks of the same patches. Without them every
-            voxel of the patch counts, so air outside the lungs (trachea, outside the body) counts
-            as low attenuation; landmark patches are mostly lung, so this is a fair
-            approximation. Large inputs: pass a chunk of subjects at a time.
-        threshold_hu: LAA threshold.
-        lung_fraction: optional (...) lung fraction of each patch (the store's per-patch value);
-            patches below ``min_lung_fraction`` get NaN.
-        min_lung_fraction: see ``lung_fraction``.
-
-    Returns:
-        (...) float64 LAA fractions (NaN for patches without lung).
-    """
-    p = np.asarray(patches_hu)
-    if p.ndim < 3:
-        raise ValueError(f"patches must end in three spatial axes, got shape {p.shape}")
-    low = (p < threshold_hu).reshape(*p.shape[:-3], -1)
-    if lung_masks is None:
-        out = low.mean(axis=-1, dtype=np.float64)
-    else:
-        m = np.asarray(lung_masks)
-        if m.shape != p.shape:
-            raise ValueError(f"lung masks {m.shape} and patches {p.shape} differ in shape")
-        lung = (m != 0).reshape(low.shape)
-        n = lung.sum(axis=-1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out = np.where(n > 0, (low & lung).sum(axis=-1) / np.maximum(n, 1), np.nan)
-    if lung_fraction is not None:
-        lf = np.asarray(lung_fraction, np.float64)
-        if lf.shape != out.shape:
-            raise ValueError(f"lung_fraction {lf.shape} does not match patches {out.shape}")
-        out = np.where(lf >= min_lung_fraction, out, np.nan)
-    return out
 
 
 def patch_laa950_frame(
@@ -171,3 +116,29 @@ def compare_methods(
     if not parts:
         raise ValueError("compare_methods: no methods given")
     return pd.concat(parts, ignore_index=True)
+
+
+def _laa_frame(values: NDArray[np.float64], ids: list[str], prefix: str) -> pd.DataFrame:
+    """(S, L) LAA values → frame; NaN entries take the landmark's mean over subjects."""
+    v = np.asarray(values, np.float64)
+    col_mean = np.nanmean(np.where(np.isnan(v).all(axis=0, keepdims=True), 0.0, v), axis=0)
+    v = np.where(np.isnan(v), col_mean[None], v)
+    width = max(3, len(str(v.shape[1] - 1)))
+    cols = {f"{prefix}{j:0{width}d}": v[:, j] for j in range(v.shape[1])}
+    return pd.DataFrame({ID_COLUMN: ids, **cols})
+
+
+def store_patch_laa(store: PatchStore, subject_ids: list[str]) -> pd.DataFrame:
+    """Patch-level LAA-950 at every landmark from the store, read subject by subject.
+
+    Every voxel of a stored patch counts (the store keeps no lung masks); invalid patches (out of
+    view) and patches without lung (store ``lung_fraction`` 0) become the landmark's mean.
+    """
+    lf = store.lung_fraction
+    valid = store.valid
+    rows = []
+    for sid in subject_ids:
+        idx = store.index_of(sid)
+        v = patch_laa950(store.read_subject(idx))
+        rows.append(np.where(valid[:, idx] & (lf[:, idx] > 0), v, np.nan))
+    return _laa_frame(np.stack(rows), subject_ids, "laa_")

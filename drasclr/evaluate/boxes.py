@@ -1,13 +1,16 @@
 """Subject scans and annotation boxes for the detection experiments (paper §4.3).
 
-The evaluation needs what the patch store does not keep: the 1 mm CT around each annotated box,
-the lung mask and, for the dense experiments, the voxel truth. This module reads them the way
-preprocessing does (:func:`drasclr.io.read_ct` → :func:`drasclr.io.resample_isotropic`, linear,
--1024 HU outside → clip to the store's HU window; masks nearest-neighbour), cuts the 32^3 patch
-centred at each box centre (the box is a 32 mm cube, so at 1 mm the patch *is* the box), and
-carries the box centre into atlas space with the subject's inverse transform (manifest
-``inverse_transform``, subject LPS mm → atlas LPS mm) and the landmark grid's normalisation, so
-that the encoder sees a box exactly like a landmark patch at that location.
+The evaluation needs what the patch store does not keep: the CT around each annotated box on the
+store's grid, the lung mask and, for the dense experiments, the voxel truth. This module reads them
+the way preprocessing does (:func:`drasclr.imaging.io.read_ct` →
+:func:`drasclr.imaging.resample.resample_isotropic`, linear, -1024 HU outside → clip to the
+store's HU window; masks nearest-neighbour; the store's ``spacing_mm`` and lung segmentation
+settings, :func:`drasclr.evaluate.inputs.store_preprocess_config`), cuts the P^3 patch centred at
+each box centre (:func:`drasclr.imaging.boxes.cut_box_patches`; the box is a 32 mm cube, so at
+1 mm the 32^3 patch *is* the box), and carries the box centre into atlas space with the subject's
+inverse transform (manifest ``inverse_transform``, subject LPS mm → atlas LPS mm) and the landmark
+grid's normalisation, so that the encoder sees a box exactly like a landmark patch at that
+location.
 
 It also turns a linear readout fitted with scikit-learn into a torch head
 (:class:`ProbeHead`) that :func:`drasclr.features.dense_features` applies at every encoded voxel.
@@ -16,6 +19,7 @@ It also turns a linear readout fitted with scikit-learn into a torch head
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +32,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from torch import Tensor, nn
 
-from drasclr.evaluate.baselines import laa950, patch_laa950
-from drasclr.features.dense import LandmarkBounds, apply_affine
 from drasclr.features.encoding import (
     EncoderSource,
     encode_patches,
@@ -39,10 +41,13 @@ from drasclr.features.encoding import (
     pick_device,
     resolve_encoder,
 )
-from drasclr.io import Geometry, Volume, read_ct, read_mask, resample_isotropic
-from drasclr.patches import cut_patches
-from drasclr.preprocess import clipped_ct
-from drasclr.store import HU_WINDOW
+from drasclr.imaging.atlas import LandmarkBounds
+from drasclr.imaging.boxes import cut_box_patches
+from drasclr.imaging.density import laa950, patch_laa950
+from drasclr.imaging.geometry import Geometry, Volume, transform_points
+from drasclr.imaging.io import read_ct, read_mask
+from drasclr.imaging.resample import clipped_ct, resample_isotropic
+from drasclr.imaging.segment import SegmentConfig
 
 BOX_TASKS: tuple[str, ...] = ("cle", "pse")
 """Binary detection problems: each subtype's boxes against the healthy boxes."""
@@ -51,11 +56,12 @@ BOX_TASKS: tuple[str, ...] = ("cle", "pse")
 # ------------------------------------------------------------------------------------ scans
 @dataclass(frozen=True, eq=False)
 class Scan:
-    """One subject's CT at 1 mm with its lung mask (and lesion truth when asked for).
+    """One subject's CT on the store's isotropic grid with its lung mask (and lesion truth when
+    asked for).
 
     Attributes:
         subject_id: the subject.
-        hu: (Z, Y, X) int16 clipped HU at 1 mm isotropic.
+        hu: (Z, Y, X) int16 clipped HU, isotropic at the store's ``spacing_mm``.
         geometry: its geometry (LPS).
         lungs: (Z, Y, X) bool lung mask on the same grid.
         lesions: (Z, Y, X) uint8 lesion codes (1 cle, 2 pse, 3 ple, 4 ggo, 5 consolidation) or
@@ -94,12 +100,18 @@ def read_scan(
     *,
     spacing_mm: float = 1.0,
     with_lesions: bool = False,
+    segment: SegmentConfig | None = None,
 ) -> tuple[Scan, float]:
-    """Read one subject: 1 mm scan (as preprocessing) and its image-level LAA-950.
+    """Read one subject: isotropic scan (as preprocessing) and its image-level LAA-950.
 
     LAA-950 is computed on the *native* grid (no interpolation of HU) inside the cohort's truth
     lung mask when there is one; otherwise the lungs are segmented
-    (:func:`drasclr.segment.segment_lungs`) on the 1 mm volume and LAA-950 is computed there.
+    (:func:`drasclr.imaging.segment.segment_lungs`) on the resampled volume and LAA-950 is
+    computed there.
+
+    The defaults (1 mm, the default segmentation) are those of a store without a saved config;
+    the evaluation passes the store's own settings
+    (:func:`drasclr.evaluate.inputs.store_preprocess_config`).
 
     Args:
         input_path: the scan (the manifest's ``input_path``).
@@ -107,6 +119,7 @@ def read_scan(
         cohort_dir: synthetic cohort folder holding ``truth/`` (None: no truth).
         spacing_mm: resampling target (the preprocessing's ``spacing_mm``).
         with_lesions: also load the lesion truth (needed for dense Dice only).
+        segment: lung segmentation settings (the preprocessing's ``segment``; None: defaults).
 
     Returns:
         ``(scan, laa950)``.
@@ -123,9 +136,9 @@ def read_scan(
         lung_vol = Volume(native_lungs.astype(np.uint8), ct.geometry)
         lungs = resample_isotropic(lung_vol, spacing_mm, order=0, fill=0).array != 0
     else:
-        from drasclr.segment import segment_lungs
+        from drasclr.imaging.segment import segment_lungs
 
-        lungs = segment_lungs(Volume(hu, iso.geometry)) != 0
+        lungs = segment_lungs(Volume(hu, iso.geometry), segment) != 0
         laa = laa950(hu, lungs)
     lesions = None
     if with_lesions and lesions_path.is_file():
@@ -147,7 +160,8 @@ class BoxPatches:
 
     Attributes:
         boxes: the boxes table rows (schema ``boxes``), in the order of the arrays below.
-        patches: (B, P, P, P) int16 clipped HU, the P^3 patch centred at each box centre.
+        patches: (B, P, P, P) int16 clipped HU, the P^3 patch centred at each box centre
+            (on the store's grid).
         lungs: (B, P, P, P) bool lung mask of each patch.
         locations: (B, 3) float32 normalised atlas location of each box centre.
         in_view: (B,) bool, the patch lies wholly inside the scan.
@@ -185,7 +199,7 @@ def box_locations(
         inverse_transform: subject LPS mm → atlas LPS mm, 4x4 (16 values row-major).
         bounds: the landmark grid's normalisation.
     """
-    return bounds.normalise(apply_affine(inverse_transform, centres_mm))
+    return bounds.normalise(transform_points(inverse_transform, np.atleast_2d(centres_mm)))
 
 
 def cut_boxes(
@@ -195,17 +209,67 @@ def cut_boxes(
     bounds: LandmarkBounds,
     patch: int = 32,
 ) -> BoxPatches:
-    """Cut the boxes of one subject from its 1 mm scan (patch centred at each box centre)."""
+    """Cut the boxes of one subject from its scan (patch centred at each box centre) and place
+    them in atlas space (:func:`box_locations`)."""
     centres = boxes[["centre_x", "centre_y", "centre_z"]].to_numpy(np.float64)
-    patches, in_view = cut_patches(scan.hu, scan.geometry, centres, patch=patch, fill=HU_WINDOW[0])
-    lungs, _ = cut_patches(scan.lungs.view(np.uint8), scan.geometry, centres, patch=patch, fill=0)
+    patches, lungs, in_view = cut_box_patches(scan.hu, scan.lungs, scan.geometry, centres, patch)
     return BoxPatches(
         boxes.reset_index(drop=True),
-        patches.astype(np.int16),
-        lungs != 0,
+        patches,
+        lungs,
         box_locations(centres, inverse_transform, bounds),
         in_view,
     )
+
+
+def read_subjects(
+    subjects: Sequence[str],
+    manifest: pd.DataFrame,
+    cohort_dir: str | Path,
+    boxes: pd.DataFrame | None,
+    dense_ids: Sequence[str],
+    bounds: LandmarkBounds,
+    patch: int,
+    *,
+    spacing_mm: float,
+    segment: SegmentConfig | None,
+    workers: int,
+) -> tuple[BoxPatches, dict[str, Scan]]:
+    """One pass over the subjects' scans: cut every subject's boxes, keep the dense subjects' scans.
+
+    Args:
+        subjects: the subjects, in the order of the outputs.
+        manifest: the store manifest indexed by ``subject_id`` (``input_path``,
+            ``inverse_transform``).
+        cohort_dir: cohort folder (``truth/`` lung masks and lesions when present).
+        boxes: the boxes table (schema ``boxes``, ``subject_id`` as str) or None.
+        dense_ids: subjects whose scans (with lesion truth) are kept for the dense maps.
+        bounds: the landmark grid's normalisation.
+        patch: patch edge P (the store's).
+        spacing_mm, segment: the store's preprocessing settings (see :func:`read_scan`).
+        workers: subjects read in parallel.
+
+    Returns:
+        ``(boxes of all subjects concatenated in subject order, dense subject -> scan)``.
+    """
+    box_subjects = set() if boxes is None else set(boxes["subject_id"])
+
+    def visit(sid: str) -> tuple[str, BoxPatches | None, Scan | None]:
+        row = manifest.loc[sid]
+        scan, _ = read_scan(
+            row["input_path"], sid, cohort_dir, spacing_mm=spacing_mm,
+            with_lesions=sid in dense_ids, segment=segment,
+        )
+        cut = None
+        if boxes is not None and sid in box_subjects:
+            mine = boxes[boxes["subject_id"] == sid]
+            cut = cut_boxes(scan, mine, row["inverse_transform"], bounds, patch)
+        return sid, cut, (scan if sid in dense_ids else None)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        visited = list(pool.map(visit, subjects))
+    box_data = concat_boxes([v[1] for v in visited if v[1] is not None], patch)
+    return box_data, {v[0]: v[2] for v in visited if v[2] is not None}
 
 
 def concat_boxes(parts: Sequence[BoxPatches], patch: int = 32) -> BoxPatches:

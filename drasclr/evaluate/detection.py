@@ -13,10 +13,9 @@
 * :func:`dice_per_subtype` / :func:`overlap_by_subtype` — dense masks against the generator's voxel
   truth (lesion codes 1 cle, 2 pse, 3 ple, 4 ggo, 5 consolidation).
 
-Box geometry: a box is an axis-aligned cube of ``size_mm`` centred at a world LPS point; its voxels
-are those whose index lies within the index-space bounding box of the cube's eight corners
-(``ceil`` of the low corner to ``floor`` of the high one), clipped to the image: the same voxels
-the cohort generator used to compute ``lesion_fraction``.
+Box geometry (which voxels a box holds, and counting them) is pure image math and lives in
+:mod:`drasclr.imaging.boxes`; ``box_index_bounds``, ``box_voxel_fraction`` and ``SLICE_BOXES_MAX``
+are re-exported here for existing callers.
 """
 
 from __future__ import annotations
@@ -40,7 +39,9 @@ from drasclr.evaluate.readouts import (
     make_readout,
     task_rows,
 )
-from drasclr.patches import mm_to_voxel
+from drasclr.imaging.boxes import SLICE_BOXES_MAX as SLICE_BOXES_MAX  # re-exported
+from drasclr.imaging.boxes import box_index_bounds, box_voxel_fraction
+from drasclr.imaging.overlap import dice
 
 LESION_CODES: dict[str, int] = {"cle": 1, "pse": 2, "ple": 3, "ggo": 4, "consolidation": 5}
 """Voxel codes of ``truth/<id>_lesions.nii.gz`` (as written by :mod:`drasclr.synth.cohort`)."""
@@ -102,79 +103,6 @@ def box_readout_table(
 
 
 # ------------------------------------------------------------------------------------ 25 % rule
-def box_index_bounds(
-    centres_mm: NDArray[Any], size_mm: NDArray[Any] | float, geom: Any, shape_zyx: Sequence[int]
-) -> NDArray[np.int64]:
-    """Voxel index bounds of world-space cubes, clipped to the image.
-
-    Args:
-        centres_mm: (B, 3) box centres, LPS mm.
-        size_mm: cube edge(s) in mm, scalar or (B,).
-        geom: geometry of the image (see :func:`drasclr.patches.geometry_arrays`).
-        shape_zyx: array shape of the image.
-
-    Returns:
-        (B, 2, 3) int64: ``[b, 0]`` inclusive low and ``[b, 1]`` exclusive high index, (x, y, z).
-    """
-    centres = np.atleast_2d(np.asarray(centres_mm, np.float64))
-    half = np.broadcast_to(np.asarray(size_mm, np.float64), (len(centres),))[:, None] / 2.0
-    signs = np.array(
-        [[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], np.float64
-    )
-    corners = centres[:, None, :] + signs[None] * half[:, None, :]  # (B, 8, 3)
-    idx = mm_to_voxel(corners.reshape(-1, 3), geom).reshape(len(centres), 8, 3)
-    lo = np.ceil(idx.min(axis=1) - 1e-6).astype(np.int64)
-    hi = np.floor(idx.max(axis=1) + 1e-6).astype(np.int64) + 1
-    size_xyz = np.array([shape_zyx[2], shape_zyx[1], shape_zyx[0]])
-    lo, hi = np.clip(lo, 0, size_xyz), np.clip(hi, 0, size_xyz)
-    return np.stack([lo, np.maximum(hi, lo)], axis=1)
-
-
-def box_voxel_fraction(mask_zyx: NDArray[Any], bounds: NDArray[np.int64]) -> NDArray[np.float64]:
-    """Fraction of True voxels of ``mask_zyx`` inside each box (NaN for an empty box).
-
-    A few boxes (a subject's annotations) are counted by slicing; many boxes (a dense sweep) use a
-    3D summed-area table, whose cost does not grow with the number of boxes.
-    """
-    m = np.asarray(mask_zyx, dtype=bool)
-    (x0, y0, z0), (x1, y1, z1) = bounds[:, 0].T, bounds[:, 1].T
-    volume = (x1 - x0) * (y1 - y0) * (z1 - z0)
-    if len(bounds) <= SLICE_BOXES_MAX:
-        total = np.array(
-            [
-                np.count_nonzero(m[a:b, c:d, e:f])
-                for a, b, c, d, e, f in zip(z0, z1, y0, y1, x0, x1)
-            ],
-            np.int64,
-        )
-    else:
-        total = _summed_area_counts(m, bounds)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(volume > 0, total / np.maximum(volume, 1), np.nan)
-
-
-SLICE_BOXES_MAX = 64
-
-
-def _summed_area_counts(m: NDArray[np.bool_], bounds: NDArray[np.int64]) -> NDArray[np.int64]:
-    """True-voxel counts in boxes from a summed-area table (int32 when it cannot overflow)."""
-    dtype = np.int32 if m.size < 2**31 else np.int64
-    sat = np.zeros(tuple(s + 1 for s in m.shape), dtype)
-    sat[1:, 1:, 1:] = m.cumsum(0, dtype=dtype).cumsum(1, dtype=dtype).cumsum(2, dtype=dtype)
-    (x0, y0, z0), (x1, y1, z1) = bounds[:, 0].T, bounds[:, 1].T
-    total = (
-        sat[z1, y1, x1]
-        - sat[z0, y1, x1]
-        - sat[z1, y0, x1]
-        - sat[z1, y1, x0]
-        + sat[z0, y0, x1]
-        + sat[z0, y1, x0]
-        + sat[z1, y0, x0]
-        - sat[z0, y0, x0]
-    )
-    return total.astype(np.int64)
-
-
 def box_detections(
     prob_map_zyx: NDArray[Any],
     geom: Any,
@@ -325,13 +253,6 @@ def fraction_by_gold(
 
 
 # ------------------------------------------------------------------------------------ voxel truth
-def dice(a: NDArray[Any], b: NDArray[Any]) -> float:
-    """Dice of two boolean masks; NaN when both are empty."""
-    a, b = np.asarray(a, bool), np.asarray(b, bool)
-    denom = int(a.sum()) + int(b.sum())
-    return float("nan") if denom == 0 else 2.0 * np.count_nonzero(a & b) / denom
-
-
 def dice_per_subtype(
     pred_codes: NDArray[Any],
     truth_codes: NDArray[Any],
@@ -355,7 +276,8 @@ def dice_per_subtype(
         )
     keep = np.ones(truth_codes.shape, bool) if region is None else np.asarray(region) != 0
     return {
-        name: dice((pred_codes == c) & keep, (truth_codes == c) & keep) for name, c in codes.items()
+        name: dice((pred_codes == c) & keep, (truth_codes == c) & keep, empty=float("nan"))
+        for name, c in codes.items()
     }
 
 

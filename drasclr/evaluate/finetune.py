@@ -26,7 +26,7 @@ from torch import nn
 
 from drasclr.evaluate.boxes import BoxPatches
 from drasclr.features.encoding import pick_device
-from drasclr.nn.intensity import hu_to_input
+from drasclr.imaging.intensity import hu_to_input
 
 EncoderFactory = Callable[[], nn.Module]
 """Returns a fresh encoder to fine-tune (a copy of a pretrained one, or a new random one)."""

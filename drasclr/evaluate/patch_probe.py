@@ -2,19 +2,24 @@
 
 For every stored landmark patch of a synthetic cohort, the true lesion fraction is cut from the
 cohort's voxel truth exactly like the stored CT patch (the truth is resampled to the store's grid
-with nearest neighbour and cut at the same centres, :func:`drasclr.patches.cut_patches`). A
+with nearest neighbour and cut at the same centres, :func:`drasclr.imaging.patches.cut_patches`). A
 standardised ridge probe with subject-grouped, repeated CV (:func:`drasclr.probing.ridge_probe`)
 then predicts the fraction from each encoder's patch features and from the patch's LAA-950 and
 LAA-910 scores. With S x L patches this has far more power than the image readouts' S subjects.
 
 Targets (fractions of the patch's P^3 voxels): ``cle`` (code 1), ``pse`` (code 2) and
 ``emphysema`` (codes 1-3: CLE, PSE, panlobular).
+
+The evaluation's experiment is :func:`patch_probe_tables`: the probe table and the subject-level
+detection read from the probe's out-of-subject predictions
+(:func:`drasclr.evaluate.science.detection_metrics`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +27,14 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from drasclr.evaluate.science import DETECT_FRACTION, detection_metrics, patch_metrics
 from drasclr.fsutil import atomic_write_bytes
-from drasclr.io import Geometry, Volume, read_mask, resample_isotropic
-from drasclr.patches import cut_patches
+from drasclr.imaging.geometry import Geometry, Volume
+from drasclr.imaging.io import read_mask
+from drasclr.imaging.patches import cut_patches
+from drasclr.imaging.resample import resample_isotropic
 from drasclr.probing import LESION_AUC_THRESHOLD, ridge_probe
-from drasclr.store import PatchStore
+from drasclr.store.reader import PatchStore
 
 #: Target name -> lesion codes of the generator's truth (1 CLE, 2 PSE, 3 PLE).
 LESION_TARGETS: dict[str, tuple[int, ...]] = {"cle": (1,), "pse": (2,), "emphysema": (1, 2, 3)}
@@ -48,7 +56,7 @@ def patch_lesion_fractions(
     """(L, len(LESION_TARGETS)) share of each patch's voxels in each lesion target.
 
     Args:
-        lesions_zyx: lesion codes on the store's grid (1 mm), indexed ``[z, y, x]``.
+        lesions_zyx: lesion codes on the store's grid (its ``spacing_mm``), indexed ``[z, y, x]``.
         geom: its geometry.
         centres_mm: (L, 3) patch centres (subject LPS mm), as stored.
         patch: patch edge P.
@@ -73,7 +81,7 @@ def read_patch_truth(
     cohort_dir: str | Path,
     store: PatchStore,
     subject_ids: Sequence[str] | None = None,
-    spacing_mm: float = 1.0,
+    spacing_mm: float | None = None,
     threads: int = 2,
     progress: bool = False,
 ) -> pd.DataFrame:
@@ -83,13 +91,19 @@ def read_patch_truth(
         cohort_dir: cohort folder with ``truth/<id>_lesions.nii.gz``.
         store: the patch store the features were extracted from.
         subject_ids: subjects (default: every stored subject that has a truth file).
-        spacing_mm: the store's resampling (its preprocessing config's ``spacing_mm``).
+        spacing_mm: the store's resampling; None reads it from the store's saved preprocessing
+            config (:func:`drasclr.evaluate.inputs.store_preprocess_config`: 1 mm for a store
+            without one).
         threads: subjects read in parallel.
         progress: show a progress bar.
 
     Returns:
         Columns :data:`TRUTH_COLUMNS` (``valid``: the patch lies in the field of view).
     """
+    if spacing_mm is None:
+        from drasclr.evaluate.inputs import store_preprocess_config
+
+        spacing_mm = store_preprocess_config(store.path).spacing_mm
     truth = Path(cohort_dir) / "truth"
     ids = list(store.subject_ids if subject_ids is None else subject_ids)
     ids = [s for s in ids if (truth / f"{s}_lesions.nii.gz").is_file()]
@@ -210,3 +224,81 @@ def features_for_truth(
     have = si.notna().to_numpy()
     out[have] = patch_features[si[have].to_numpy(np.int64), truth["landmark"].to_numpy()[have]]
     return out
+
+
+# ------------------------------------------------------------------------------------ experiment
+def has_lesion_truth(cohort_dir: str | Path, subject_ids: Sequence[str]) -> bool:
+    """Whether any of the subjects has voxel truth (``truth/<id>_lesions.nii.gz``)."""
+    truth = Path(cohort_dir) / "truth"
+    return any((truth / f"{s}_lesions.nii.gz").is_file() for s in subject_ids)
+
+
+def cached_patch_truth(
+    cohort_dir: str | Path,
+    store: PatchStore,
+    subject_ids: Sequence[str],
+    cache: Path,
+    spacing_mm: float | None = None,
+    threads: int = 2,
+) -> pd.DataFrame:
+    """:func:`read_patch_truth` of ``subject_ids``, kept in ``cache`` (a Parquet file) and read
+    from it again while it holds the same subjects (or is empty)."""
+    truth = pd.read_parquet(cache) if cache.is_file() else None
+    if truth is None or set(truth["subject_id"]) != set(subject_ids) and not truth.empty:
+        truth = read_patch_truth(cohort_dir, store, subject_ids, spacing_mm, threads=threads)
+        tmp = cache.with_suffix(".tmp.parquet")
+        truth.to_parquet(tmp)
+        tmp.replace(cache)
+    return truth
+
+
+@dataclass(frozen=True)
+class PatchProbeTables:
+    """The patch probe experiment's tables.
+
+    Attributes:
+        table: :func:`patch_probe_table` of every method and the density baselines.
+        detection: per method, the subject-level detection read from the probe's out-of-subject
+            emphysema predictions (``method``, ``flag_fraction`` and
+            :func:`drasclr.evaluate.science.detection_metrics`).
+    """
+
+    table: pd.DataFrame
+    detection: pd.DataFrame
+
+
+def patch_probe_tables(
+    feature_folders: Mapping[str, Path],
+    truth: pd.DataFrame,
+    store: PatchStore,
+    labels: pd.DataFrame,
+    repeats: int,
+    seed: int,
+) -> PatchProbeTables:
+    """The patch probe of every method's patch features and of the density baselines.
+
+    Args:
+        feature_folders: method -> features folder (patch features are read).
+        truth: patch truth rows (:func:`cached_patch_truth`).
+        store: the patch store (density baselines, lung fraction weights).
+        labels: the labels table (``true_emphysema_fraction`` for the detection, when present).
+        repeats: CV repeats of the probe table (``EvaluateConfig.probe_repeats``).
+        seed: fold seed.
+    """
+    from drasclr.features import read_patch_features
+
+    features: dict[str, Any] = {}
+    for name, folder in feature_folders.items():
+        pf = read_patch_features(folder)
+        features[name] = features_for_truth(pf.features.astype(np.float64),
+                                            list(pf.subject_ids), truth)
+    features.update(density_scores(store, truth))
+    table = patch_probe_table(features, truth, 5, repeats, seed)
+    true = (labels.set_index("subject_id")["true_emphysema_fraction"].to_dict()
+            if "true_emphysema_fraction" in labels else {})
+    rows = []
+    for name, x in features.items():
+        _, oof = patch_metrics(x, truth, 1, seed)
+        det = detection_metrics(oof, truth, store.lung_fraction, true)
+        rows.append({"method": name, "flag_fraction": DETECT_FRACTION, **det})
+    return PatchProbeTables(table, pd.DataFrame(rows))

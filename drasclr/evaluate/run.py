@@ -6,6 +6,10 @@ patch store, and writes under ``out_dir``::
 
     evaluate_config.yaml         the EvaluateConfig used
     table2_image_readouts.*      image-level readouts, every method + LAA-950 (image and patch)
+    image_readouts_powered.*     the same with repeated CV, LAA-950 and the sanity rows
+    patch_probe.*                patch features -> each patch's true lesion fraction (voxel truth)
+    patch_probe_detection.*      subject-level detection from the patch probe's predictions
+    patch_truth.parquet          the patch truth the probe uses (a cache, not a result table)
     table3_survival.*            Cox / time-dependent C-index: imaging rows per method, clinical,
                                  imaging + clinical
     table5_box_detection.*       box readouts (linear on frozen features; fine-tuned if enabled),
@@ -33,87 +37,86 @@ Every table is written as Parquet and CSV (``*`` above). ``results.json`` is wri
 holds a fingerprint of the inputs and the config: a re-run with the same inputs returns it without
 recomputing (``overwrite=True`` recomputes).
 
+Every table is checked against its data contract ``schemas/eval_<table>.json`` before it is
+written (:mod:`drasclr.evaluate.contracts`); scans and voxel truth are read with the store's own
+preprocessing settings (:func:`drasclr.evaluate.inputs.store_preprocess_config`).
+
+This module only orchestrates: it reads the inputs, decides which experiments the inputs allow,
+calls them and saves what they return. The experiments live in their own modules:
+
+* :mod:`~drasclr.evaluate.image_readouts` — Table 2 and Table 7;
+* :mod:`~drasclr.evaluate.patch_probe` — the patch probe and its detection;
+* :mod:`~drasclr.evaluate.powered_readouts` — the powered image readouts;
+* :mod:`~drasclr.evaluate.survival` — Table 3;
+* :mod:`~drasclr.evaluate.box_detection` — Table 5 (frozen, LAA-950, fine-tuned);
+* :mod:`~drasclr.evaluate.label_efficiency` — Fig. 5;
+* :mod:`~drasclr.evaluate.detected_fraction` — Fig. 4;
+* :mod:`~drasclr.evaluate.dense_maps` — Fig. 3 and the 25 % rule;
+* :mod:`~drasclr.evaluate.headline` — ``results.json["headline"]``.
+
 Baseline choices (stated again in ``results.json["notes"]``): image-level LAA-950 is computed on
 each subject's native CT inside the cohort's truth lung mask (``truth/<id>_lungs.nii.gz``; the
 store keeps no lung masks), or inside a fresh segmentation when there is no truth; patch-level
 LAA-950 is computed on the store's patches (all voxels of the patch, patches without lung or out of
-view get the landmark's mean); box-level LAA-950 on the 1 mm box patch inside the lung mask.
+view get the landmark's mean); box-level LAA-950 on the box patch (store grid) inside the lung mask.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from scipy.stats import spearmanr
 from torch import nn
 
-from drasclr.evaluate.baselines import compare_methods, patch_laa950
+from drasclr.evaluate.baselines import store_patch_laa
+from drasclr.evaluate.box_detection import box_detection_table, box_laa
 from drasclr.evaluate.boxes import (
-    BOX_TASKS,
-    BoxPatches,
-    Scan,
     box_feature_frame,
-    concat_boxes,
-    cut_boxes,
     describe_boxes,
     encode_boxes,
     encoder_mismatch,
-    fit_probe,
-    read_scan,
-    subject_groups,
-    task_labels,
+    read_subjects,
 )
 from drasclr.evaluate.config import EvaluateConfig
-from drasclr.evaluate.detection import (
-    DETECTION_METRICS,
-    EMPHYSEMA_CODES,
-    box_detections,
-    box_readout_table,
-    detected_fraction,
-    detection_scores,
-    dice_per_subtype,
-    label_efficiency,
-    overlap_by_subtype,
+from drasclr.evaluate.contracts import save_table
+from drasclr.evaluate.dense_maps import box_rule_table, choose_dense_subjects, dense_maps
+from drasclr.evaluate.detected_fraction import detected_fraction_table
+from drasclr.evaluate.headline import headline
+from drasclr.evaluate.image_readouts import (
+    image_readouts_table,
+    laa_image_methods,
+    random_locations_table,
 )
-from drasclr.evaluate.readouts import (
-    ID_COLUMN,
-    IMAGE_TASKS,
-    TABLE_COLUMNS,
-    Task,
-    cross_validate,
-    feature_frame,
-    task_rows,
+from drasclr.evaluate.inputs import (
+    EncoderInput,
+    EvaluationError,
+    MethodFeatures,
+    image_frame,
+    read_method,
+    store_preprocess_config,
 )
+from drasclr.evaluate.label_efficiency import label_efficiency_table
+from drasclr.evaluate.patch_probe import cached_patch_truth, has_lesion_truth, patch_probe_tables
+from drasclr.evaluate.powered_readouts import powered_readouts_table
+from drasclr.evaluate.readouts import ID_COLUMN, IMAGE_TASKS
 from drasclr.evaluate.survival import CONFOUNDERS, SURVIVAL_MODELS, survival_methods_table
-from drasclr.fsutil import atomic_path, atomic_write_text, file_sha256
+from drasclr.fsutil import atomic_write_text, file_sha256, slug
 from drasclr.labels import missing_columns
-from drasclr.store import PatchStore
+from drasclr.store.reader import PatchStore
+
+__all__ = ["EvaluationError", "available", "not_run", "run_evaluation"]
 
 RESULTS_FILE = "results.json"
 CONFIG_FILE = "evaluate_config.yaml"
-LAA_IMAGE = "LAA-950 (image)"
-LAA_PATCH = "LAA-950 (patch)"
-LAA_BOX = "LAA-950 (box)"
-SCRATCH = "supervised CNN (scratch)"
 PRIMARY = "DrasCLR"
 FORMAT_VERSION = 1
-
-EncoderInput = nn.Module | str | Path
-
-
-class EvaluationError(RuntimeError):
-    """The evaluation cannot run: missing cohort files, features or encoders."""
 
 
 def available(labels: pd.DataFrame, columns: Sequence[str]) -> bool:
@@ -124,123 +127,6 @@ def available(labels: pd.DataFrame, columns: Sequence[str]) -> bool:
 def not_run(experiment: str, reason: str) -> dict[str, str]:
     """A ``results.json["not_run"]`` entry (the report lists it as "not run: <reason>")."""
     return {"experiment": experiment, "reason": reason}
-
-
-def slug(name: str) -> str:
-    """File-safe name of a method (``DrasCLR (no neighbour loss)`` → ``drasclr_no_neighbour_loss``)."""
-    return re.sub(r"_+", "_", re.sub(r"[^0-9a-zA-Z]+", "_", name.lower())).strip("_") or "method"
-
-
-# ------------------------------------------------------------------------------------ inputs
-@dataclass(frozen=True)
-class MethodFeatures:
-    """One method's feature folder.
-
-    Attributes:
-        name: method name (table rows).
-        folder: the features folder.
-        fingerprint: ``features_info.json`` fingerprint.
-        encoder_fingerprint: the encoder part of it (pairs a random-location run with its partner).
-        random_locations: extracted with random locations (paper Table 7 ablation).
-        bn_stats: BatchNorm statistics of the extraction (``running`` or ``landmark``).
-    """
-
-    name: str
-    folder: Path
-    fingerprint: str
-    encoder_fingerprint: str
-    random_locations: bool
-    bn_stats: str = "running"
-
-
-def read_method(name: str, folder: str | Path) -> MethodFeatures:
-    """Check a features folder and read what the evaluation needs from its info and config."""
-    from drasclr.features import FeaturesConfig
-    from drasclr.features.output import CONFIG_FILE as FEAT_CONFIG
-    from drasclr.features.output import IMAGE_FILE, read_info
-
-    folder = Path(folder)
-    info = read_info(folder)
-    if info is None or not (folder / IMAGE_FILE).is_file():
-        raise EvaluationError(
-            f"method {name!r}: {folder} holds no finished features (features_info.json and "
-            f"{IMAGE_FILE}); run `drasclr extract` first"
-        )
-    rand, bn = False, "running"
-    if (folder / FEAT_CONFIG).is_file():
-        fcfg = FeaturesConfig.load(folder / FEAT_CONFIG)
-        rand, bn = fcfg.random_locations, fcfg.bn_stats
-    parts = info.get("parts", {})
-    return MethodFeatures(
-        name, folder, str(info.get("fingerprint")), str(parts.get("encoder", "")), bool(rand), bn
-    )
-
-
-def image_frame(method: MethodFeatures) -> pd.DataFrame:
-    """The method's image features as a readout frame (``subject_id`` + ``f000``..)."""
-    from drasclr.features import read_image_features
-
-    ids, feats, _ = read_image_features(method.folder)
-    return feature_frame(feats, ids)
-
-
-def _laa_frame(values: npt.NDArray[np.float64], ids: list[str], prefix: str) -> pd.DataFrame:
-    """(S, L) LAA values → frame; NaN entries take the landmark's mean over subjects."""
-    v = np.asarray(values, np.float64)
-    col_mean = np.nanmean(np.where(np.isnan(v).all(axis=0, keepdims=True), 0.0, v), axis=0)
-    v = np.where(np.isnan(v), col_mean[None], v)
-    width = max(3, len(str(v.shape[1] - 1)))
-    cols = {f"{prefix}{j:0{width}d}": v[:, j] for j in range(v.shape[1])}
-    return pd.DataFrame({ID_COLUMN: ids, **cols})
-
-
-def store_patch_laa(store: PatchStore, subject_ids: list[str]) -> pd.DataFrame:
-    """Patch-level LAA-950 at every landmark from the store, read subject by subject.
-
-    Every voxel of a stored patch counts (the store keeps no lung masks); invalid patches (out of
-    view) and patches without lung (store ``lung_fraction`` 0) become the landmark's mean.
-    """
-    lf = store.lung_fraction
-    valid = store.valid
-    rows = []
-    for sid in subject_ids:
-        idx = store.index_of(sid)
-        v = patch_laa950(store.read_subject(idx))
-        rows.append(np.where(valid[:, idx] & (lf[:, idx] > 0), v, np.nan))
-    return _laa_frame(np.stack(rows), subject_ids, "laa_")
-
-
-def choose_dense_subjects(labels: pd.DataFrame, subject_ids: list[str], k: int) -> list[str]:
-    """``k`` subjects spanning GOLD stages: evenly spaced in (GOLD, true emphysema, id) order."""
-    if k <= 0 or not subject_ids:
-        return []
-    lab = labels.astype({ID_COLUMN: str}).set_index(ID_COLUMN).reindex(subject_ids)
-    key = pd.DataFrame(
-        {
-            ID_COLUMN: subject_ids,
-            "gold": lab["gold"].fillna(-2).to_numpy() if "gold" in lab else 0,
-            "emph": lab["true_emphysema_fraction"].fillna(0).to_numpy()
-            if "true_emphysema_fraction" in lab
-            else 0.0,
-        }
-    ).sort_values(["gold", "emph", ID_COLUMN], kind="stable")
-    pos = np.unique(np.round(np.linspace(0, len(key) - 1, min(k, len(key)))).astype(int))
-    return key[ID_COLUMN].iloc[pos].tolist()
-
-
-# ------------------------------------------------------------------------------------ outputs
-def save_table(frame: pd.DataFrame, out_dir: Path, name: str) -> dict[str, str]:
-    """Write ``name.parquet`` and ``name.csv`` atomically; return their paths."""
-    paths = {}
-    for ext in ("parquet", "csv"):
-        path = out_dir / f"{name}.{ext}"
-        with atomic_path(path) as tmp:
-            if ext == "parquet":
-                frame.to_parquet(tmp, index=False)
-            else:
-                frame.to_csv(tmp, index=False)
-        paths[ext] = str(path)
-    return paths
 
 
 class _Clock:
@@ -391,6 +277,7 @@ def run_evaluation(
         )
     manifest = store.manifest.set_index("subject_id")
     bounds = store_bounds(store)
+    preprocessing = store_preprocess_config(store.path)  # how the store read and segmented scans
     enc_names = [n for n in methods if n in encoders and not feats[n].random_locations]
     primary = PRIMARY if PRIMARY in enc_names else (enc_names[0] if enc_names else None)
 
@@ -404,31 +291,20 @@ def run_evaluation(
     dense_ids = (
         choose_dense_subjects(labels, subjects, cfg.dense_subjects) if enc_names else []
     )
-    box_subjects = set() if boxes_all is None else set(boxes_all[ID_COLUMN])
-
-    def visit(sid: str) -> tuple[str, float, BoxPatches | None, Scan | None, str]:
-        row = manifest.loc[sid]
-        scan, laa = read_scan(
-            row["input_path"], sid, cohort, spacing_mm=1.0, with_lesions=sid in dense_ids
-        )
-        cut = None
-        if boxes_all is not None and sid in box_subjects:
-            mine = boxes_all[boxes_all[ID_COLUMN] == sid]
-            cut = cut_boxes(scan, mine, row["inverse_transform"], bounds, store.patch_size)
-        return sid, laa, cut, (scan if sid in dense_ids else None), scan.lung_source
-
-    with ThreadPoolExecutor(max_workers=cfg.read_workers) as pool:
-        visited = list(pool.map(visit, subjects))
+    box_data, scans = read_subjects(
+        subjects, manifest, cohort, boxes_all, dense_ids, bounds, store.patch_size,
+        spacing_mm=preprocessing.spacing_mm, segment=preprocessing.segment,
+        workers=cfg.read_workers,
+    )
     # the baseline a user can compute: preprocessing's own lung mask, never the generator's truth
     laa_image = pd.DataFrame(
         {ID_COLUMN: subjects, "laa950": manifest.loc[subjects, "laa950"].to_numpy(np.float64)}
     )
-    box_data = concat_boxes([v[2] for v in visited if v[2] is not None], store.patch_size)
-    scans = {v[0]: v[3] for v in visited if v[3] is not None}
     n_laa = int(laa_image["laa950"].notna().sum())
     notes.append(
         "LAA-950 (image): share of lung voxels < -950 HU inside the pipeline's own lung mask "
-        "(preprocessing's segmentation of the 1 mm clipped CT, manifest column laa950), not the "
+        f"(preprocessing's segmentation of the {preprocessing.spacing_mm:g} mm clipped CT, "
+        "manifest column laa950), not the "
         f"synthetic cohort's truth mask; known for {n_laa} of {len(subjects)} subjects"
         + ("" if n_laa == len(subjects) else " (the store predates the column: re-preprocess)")
         + "."
@@ -438,29 +314,31 @@ def run_evaluation(
     t0 = time.perf_counter()
     laa_patch = store_patch_laa(store, subjects)
     notes.append(
-        "LAA-950 (patch): one value per landmark patch from the store (all voxels of the 32^3 "
-        "patch count; out-of-view or lung-free patches take the landmark's mean)."
+        "LAA-950 (patch): one value per landmark patch from the store (all voxels of the "
+        f"{store.patch_size}^3 patch count; out-of-view or lung-free patches take the landmark's "
+        "mean)."
     )
     clock.mark("patch LAA-950 from store", t0)
 
     # ---------------------------------------------------------------- Table 2
     t0 = time.perf_counter()
-    laa_rows = {LAA_IMAGE: laa_image} if laa_image["laa950"].notna().any() else {}
-    image_methods = {**frames, **laa_rows, LAA_PATCH: laa_patch}
     mine = labels[labels[ID_COLUMN].isin(subjects)]
     tasks = [t for t in IMAGE_TASKS if available(mine, [t.column])]
     skipped += [not_run(f"Table 2: {t.name}", f"no {t.column}") for t in IMAGE_TASKS
                 if t not in tasks]
-    table2 = compare_methods(image_methods, labels, cfg, tasks)
+    table2 = image_readouts_table(frames, laa_image, laa_patch, labels, tasks, cfg)
     files["table2"] = save_table(table2, out, "table2_image_readouts")
     clock.mark("table 2: image readouts", t0)
 
     # ---------------------------------------------------------------- patch probe
     t0 = time.perf_counter()
-    probe_table, probe_detect = _patch_probe(cohort, store, subjects, feats, cfg, out, labels)
-    if probe_table is not None:
-        files["patch_probe"] = save_table(probe_table, out, "patch_probe")
-        files["patch_probe_detection"] = save_table(probe_detect, out, "patch_probe_detection")
+    if has_lesion_truth(cohort, subjects):
+        truth = cached_patch_truth(cohort, store, subjects, out / "patch_truth.parquet",
+                                   preprocessing.spacing_mm, threads=cfg.read_workers)
+        probe = patch_probe_tables({n: m.folder for n, m in feats.items()}, truth, store, labels,
+                                   cfg.probe_repeats, cfg.seed)
+        files["patch_probe"] = save_table(probe.table, out, "patch_probe")
+        files["patch_probe_detection"] = save_table(probe.detection, out, "patch_probe_detection")
         notes.append(
             "Patch probe: ridge from frozen patch features (or the patch's LAA-950 / LAA-910) to "
             "the patch's true lesion fraction (voxel truth cut like the stored patches), "
@@ -473,7 +351,7 @@ def run_evaluation(
 
     # ---------------------------------------------------------------- powered image readouts
     t0 = time.perf_counter()
-    powered = _powered_readouts(feats, laa_image, labels, subjects, cfg)
+    powered = powered_readouts_table(feats, laa_image, labels, subjects, cfg)
     files["image_readouts_powered"] = save_table(powered, out, "image_readouts_powered")
     notes.append(
         f"Powered image readouts: {cfg.readout_repeats} x 5-fold CV, pooled out-of-fold R² / "
@@ -495,7 +373,8 @@ def run_evaluation(
     table3 = None
     try:
         if models:
-            table3 = survival_methods_table({**frames, **laa_rows}, labels, cfg, models)
+            table3 = survival_methods_table({**frames, **laa_image_methods(laa_image)}, labels,
+                                            cfg, models)
             files["table3"] = save_table(table3, out, "table3_survival")
     except ValueError as err:
         table3 = None
@@ -503,25 +382,8 @@ def run_evaluation(
     clock.mark("table 3: survival", t0)
 
     # ---------------------------------------------------------------- Table 7
-    rand = [n for n, m in feats.items() if m.random_locations]
-    if rand:
-        rows = []
-        for r in rand:
-            partner = next(
-                (
-                    n
-                    for n, m in feats.items()
-                    if not m.random_locations
-                    and m.encoder_fingerprint == feats[r].encoder_fingerprint
-                ),
-                PRIMARY if PRIMARY in feats else None,
-            )
-            for n in (partner, r):
-                if n is not None:
-                    part = table2[table2["method"] == n].copy()
-                    part.insert(1, "locations", "random" if n == r else "landmark")
-                    rows.append(part)
-        table7 = pd.concat(rows, ignore_index=True).drop_duplicates(["method", "task", "metric"])
+    table7 = random_locations_table(table2, feats, PRIMARY if PRIMARY in feats else None)
+    if table7 is not None:
         files["table7"] = save_table(table7, out, "table7_random_locations")
 
     # ---------------------------------------------------------------- boxes (Table 5)
@@ -544,31 +406,19 @@ def run_evaluation(
             modules[name], _ = resolve_encoder(encoders[name])
             box_feats[name] = encode_boxes(modules[name], box_data, cfg.batch_size, cfg.device)
             save_table(
-                box_feature_frame(box_data, box_feats[name]), out / "box_features", slug(name)
+                box_feature_frame(box_data, box_feats[name]), out / "box_features", slug(name),
+                schema="eval_box_features",
             )
         clock.mark(f"box features ({len(box_data.locations)} boxes x {len(enc_names)} encoders)", t0)
 
         t0 = time.perf_counter()
-        parts = []
-        for name in enc_names:
-            t = box_readout_table(box_feature_frame(box_data, box_feats[name]), box_data.boxes, cfg)
-            parts.append(t.assign(method=name, readout="linear (frozen)"))
-        laa_box = np.nan_to_num(box_data.laa950, nan=0.0)
-        laa_frame = box_data.boxes[["box_id", ID_COLUMN, "label"]].assign(laa950=laa_box)
-        parts.append(
-            box_readout_table(laa_frame, box_data.boxes, cfg).assign(
-                method=LAA_BOX, readout="linear"
-            )
-        )
-        if cfg.finetune_epochs > 0 and primary is not None:
-            parts.extend(_finetune_rows(box_data, modules, cfg, primary))
-        table5 = pd.concat(parts, ignore_index=True)
-        table5 = table5[["method", "readout", *TABLE_COLUMNS]]
+        laa_box = box_laa(box_data)
+        table5 = box_detection_table(box_data, box_feats, laa_box, modules, cfg, primary)
         files["table5"] = save_table(table5, out, "table5_box_detection")
         clock.mark("table 5: box readouts", t0)
 
         t0 = time.perf_counter()
-        curve = _label_efficiency(box_data, box_feats, laa_box, modules, cfg, primary)
+        curve = label_efficiency_table(box_data, box_feats, laa_box, modules, cfg, primary)
         files["label_efficiency"] = save_table(curve, out, "label_efficiency")
         clock.mark("label efficiency", t0)
 
@@ -576,19 +426,9 @@ def run_evaluation(
     fractions = None
     if box_feats:
         t0 = time.perf_counter()
-        fractions = _patch_fractions(
-            {n: det[n] for n in enc_names}, box_data, box_feats, store, subjects, cfg
-        )
-        extra = labels[
-            [
-                c
-                for c in (ID_COLUMN, "gold", "true_emphysema_fraction", "true_cle_fraction",
-                          "true_pse_fraction")
-                if c in labels
-            ]
-        ]
-        fractions = fractions.merge(extra, on=ID_COLUMN, how="left").merge(
-            laa_image, on=ID_COLUMN, how="left"
+        fractions = detected_fraction_table(
+            {n: det[n].folder for n in enc_names}, box_data, box_feats, store, subjects, labels,
+            laa_image, cfg,
         )
         files["detected_fraction"] = save_table(fractions, out, "detected_fraction")
         notes.append(
@@ -606,13 +446,15 @@ def run_evaluation(
         t0 = time.perf_counter()
         dense_methods = [m for m in (cfg.dense_methods or (primary,)) if m in box_feats]
         dense_summary["methods"] = dense_methods
-        overlap, dboxes = _dense(
-            dense_methods, modules, box_data, box_feats, scans, manifest, bounds, labels, cfg,
-            out,
-        )
-        files["dense_overlap"] = save_table(overlap, out, "dense_overlap")
-        files["dense_boxes"] = save_table(dboxes, out, "dense_boxes")
-        rule = _rule_table(dboxes, cfg)
+        (out / "dense").mkdir(parents=True, exist_ok=True)
+        maps = dense_maps(dense_methods, modules, box_data, box_feats, scans, manifest, bounds,
+                          labels, cfg)
+        for piece in maps.slices:  # coronal slices for the Fig. 3 overlays
+            np.savez_compressed(out / "dense" / f"{slug(piece.method)}__{piece.subject_id}.npz",
+                                **piece.arrays())
+        files["dense_overlap"] = save_table(maps.overlap, out, "dense_overlap")
+        files["dense_boxes"] = save_table(maps.boxes, out, "dense_boxes")
+        rule = box_rule_table(maps.boxes, cfg)
         files["table5_rule"] = save_table(rule, out, "table5_box_rule")
         notes.append(
             f"Paper's box rule (>= {cfg.box_min_fraction:.0%} of box voxels with p > "
@@ -655,7 +497,7 @@ def run_evaluation(
         "boxes": box_info,
         "dense": dense_summary,
         "finetune": {"epochs": cfg.finetune_epochs, "done": cfg.finetune_epochs > 0},
-        "headline": _headline(table2, table3, table5, fractions, enc_names),
+        "headline": headline(table2, table3, table5, fractions, enc_names),
         "notes": notes,
         "not_run": skipped,
         "files": files,
@@ -700,403 +542,3 @@ def _cohort_info(cohort: Path, labels: pd.DataFrame, subjects: list[str]) -> dic
     if "survival_event" in lab:
         info["n_events"] = int(lab["survival_event"].sum())
     return info
-
-
-def _headline(
-    table2: pd.DataFrame,
-    table3: pd.DataFrame | None,
-    table5: pd.DataFrame | None,
-    fractions: pd.DataFrame | None,
-    enc_names: list[str],
-) -> dict[str, Any]:
-    """Per task, the best method and every method's mean (the report's reading uses it)."""
-    out: dict[str, Any] = {"image": {}, "survival": {}, "boxes": {}, "fraction_spearman": {}}
-    for (task, metric), grp in table2.groupby(["task", "metric"], sort=False):
-        g = grp.dropna(subset=["mean"])
-        if g.empty:
-            continue
-        best = g.loc[g["mean"].idxmax()]
-        out["image"][f"{task} {metric}"] = {
-            "best": str(best["method"]),
-            "means": dict(zip(g["method"], g["mean"].astype(float))),
-        }
-    if table3 is not None:
-        img = table3[table3["model"] == "imaging"]
-        means = img.groupby("method")["c_index"].mean()
-        out["survival"] = {k: float(v) for k, v in means.items()}
-        clin = table3[table3["group"] == "clinical"].groupby(["method", "model"], sort=False)
-        out["survival_clinical"] = {  # one entry per subject set the clinical rows were fitted on
-            (model if method == "clinical" else f"{model} [{method}]"): float(v)
-            for (method, model), v in clin["c_index"].mean().items()
-        }
-    if table5 is not None:
-        for (task, metric), grp in table5.groupby(["task", "metric"], sort=False):
-            if metric != "f1":
-                continue
-            g = grp.dropna(subset=["mean"])
-            if g.empty:
-                continue
-            key = g["method"] + np.where(g["readout"] == "fine-tuned", " (fine-tuned)", "")
-            out["boxes"][f"{task} f1"] = {
-                "best": str(key.loc[g["mean"].idxmax()]),
-                "means": dict(zip(key, g["mean"].astype(float))),
-            }
-    if fractions is not None and "true_emphysema_fraction" in fractions:
-        for name in enc_names:
-            col = f"{name}: emphysema"
-            if col in fractions:
-                ok = fractions[[col, "true_emphysema_fraction"]].dropna()
-                if len(ok) >= 3 and ok[col].nunique() > 1:
-                    rho = spearmanr(ok[col], ok["true_emphysema_fraction"]).statistic
-                    out["fraction_spearman"][name] = float(rho)
-        ok = fractions[["laa950", "true_emphysema_fraction"]].dropna()
-        if len(ok) >= 3 and ok["laa950"].nunique() > 1:
-            out["fraction_spearman"][LAA_IMAGE] = float(
-                spearmanr(ok["laa950"], ok["true_emphysema_fraction"]).statistic
-            )
-    return out
-
-
-# ------------------------------------------------------------------------------------ parts
-def _finetune_rows(
-    boxes: BoxPatches, modules: Mapping[str, nn.Module], cfg: EvaluateConfig, primary: str
-) -> list[pd.DataFrame]:
-    """Table 5 rows of full fine-tuning (CV like the linear rows) and the CNN from scratch."""
-    from drasclr.evaluate.finetune import FineTuner, copy_factory
-    from drasclr.nn.encoder import DrasEncoder
-
-    tuned = [m for m in (cfg.finetune_methods or (primary,)) if m in modules]
-    factories = {m: copy_factory(modules[m]) for m in tuned}
-    factories[SCRATCH] = DrasEncoder
-    parts = []
-    for name, factory in factories.items():
-        rows = []
-        for task in BOX_TASKS:
-            pos, y = task_labels(boxes.boxes, task)
-            groups = boxes.boxes[ID_COLUMN].to_numpy()[pos]
-
-            def make(*_: Any, f: Any = factory) -> FineTuner:
-                return FineTuner(f, boxes, cfg.finetune_epochs, cfg.finetune_lr,
-                                 seed=cfg.seed, device=cfg.device)
-
-            res = cross_validate(
-                pos[:, None], y, "classification", DETECTION_METRICS, cfg, groups=groups,
-                pipeline_factory=make,
-            )
-            rows.extend(task_rows(res, Task(task, "label", "classification", DETECTION_METRICS), y))
-        parts.append(
-            pd.DataFrame(rows, columns=TABLE_COLUMNS).assign(method=name, readout="fine-tuned")
-        )
-    return parts
-
-
-def _label_efficiency(
-    boxes: BoxPatches,
-    box_feats: Mapping[str, npt.NDArray[np.float32]],
-    laa_box: npt.NDArray[np.float64],
-    modules: Mapping[str, nn.Module],
-    cfg: EvaluateConfig,
-    primary: str | None,
-) -> pd.DataFrame:
-    """F1 vs share of training labels per task; frozen linear readouts (+ fine-tuning)."""
-    from drasclr.evaluate.finetune import copy_factory, fit_predict
-    from drasclr.nn.encoder import DrasEncoder
-
-    parts = []
-    for task in BOX_TASKS:
-        pos, y = task_labels(boxes.boxes, task)
-        groups = boxes.boxes[ID_COLUMN].to_numpy()[pos]
-        curve_methods: dict[str, Any] = {n: f[pos] for n, f in box_feats.items()}
-        curve_methods[LAA_BOX] = laa_box[pos][:, None]
-        if cfg.finetune_epochs > 0 and primary is not None:
-            for name, factory in ((f"{primary} (fine-tuned)", copy_factory(modules[primary])),
-                                  (SCRATCH, DrasEncoder)):
-                curve_methods[name] = fit_predict(
-                    {"rows": pos, "make_encoder": factory, "boxes": boxes,
-                     "epochs": cfg.finetune_epochs, "lr": cfg.finetune_lr, "seed": cfg.seed,
-                     "device": cfg.device},
-                    y,
-                )
-        try:
-            c = label_efficiency(curve_methods, y, cfg, "f1", groups=groups)
-        except ValueError:
-            continue
-        parts.append(c.assign(task=task))
-    if not parts:
-        return pd.DataFrame(columns=["method", "fraction", "metric", "mean", "sd", "n_folds", "task"])
-    return pd.concat(parts, ignore_index=True)
-
-
-def _patch_probe(
-    cohort: Path,
-    store: PatchStore,
-    subjects: list[str],
-    feats: Mapping[str, MethodFeatures],
-    cfg: EvaluateConfig,
-    out: Path,
-    labels: pd.DataFrame,
-) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
-    """The patch probe table and the detection read from its out-of-subject predictions
-    (``(None, None)`` without voxel truth); the truth is cached in ``out``."""
-    from drasclr.evaluate.patch_probe import (
-        density_scores,
-        features_for_truth,
-        patch_probe_table,
-        read_patch_truth,
-    )
-    from drasclr.features import read_patch_features
-
-    if not any((cohort / "truth" / f"{s}_lesions.nii.gz").is_file() for s in subjects):
-        return None, None
-    cache = out / "patch_truth.parquet"
-    truth = pd.read_parquet(cache) if cache.is_file() else None
-    if truth is None or set(truth[ID_COLUMN]) != set(subjects) and not truth.empty:
-        truth = read_patch_truth(cohort, store, subjects, threads=cfg.read_workers)
-        tmp = cache.with_suffix(".tmp.parquet")
-        truth.to_parquet(tmp)
-        tmp.replace(cache)
-    features: dict[str, Any] = {}
-    for name, m in feats.items():
-        pf = read_patch_features(m.folder)
-        features[name] = features_for_truth(pf.features.astype(np.float64),
-                                            list(pf.subject_ids), truth)
-    features.update(density_scores(store, truth))
-    table = patch_probe_table(features, truth, 5, cfg.probe_repeats, cfg.seed)
-    from drasclr.evaluate.science import DETECT_FRACTION, detection_metrics, patch_metrics
-
-    true = (labels.set_index(ID_COLUMN)["true_emphysema_fraction"].to_dict()
-            if "true_emphysema_fraction" in labels else {})
-    rows = []
-    for name, x in features.items():
-        _, oof = patch_metrics(x, truth, 1, cfg.seed)
-        det = detection_metrics(oof, truth, store.lung_fraction, true)
-        rows.append({"method": name, "flag_fraction": DETECT_FRACTION, **det})
-    return table, pd.DataFrame(rows)
-
-
-def _powered_readouts(
-    feats: Mapping[str, MethodFeatures],
-    laa_image: pd.DataFrame,
-    labels: pd.DataFrame,
-    subjects: list[str],
-    cfg: EvaluateConfig,
-) -> pd.DataFrame:
-    """Image readouts with repeated CV for every method, LAA-950 and the sanity rows."""
-    from drasclr.evaluate.image_probe import sanity_rows
-    from drasclr.evaluate.science import IMAGE_METRICS, image_metrics
-    from drasclr.features import read_patch_features
-
-    lab = labels.set_index(ID_COLUMN).loc[subjects].reset_index()
-    rows: list[dict[str, Any]] = []
-
-    def add(method: str, scores: Mapping[str, list[float]]) -> None:
-        for metric, vals in scores.items():
-            v = np.asarray(vals, dtype=np.float64)
-            rows.append({"method": method, "metric": metric, "mean": float(np.nanmean(v)),
-                         "sd": float(np.nanstd(v, ddof=1)) if len(v) > 1 else 0.0,
-                         "n": len(lab)})
-
-    for name, m in feats.items():
-        pf = read_patch_features(m.folder)
-        pos = {s: k for k, s in enumerate(pf.subject_ids)}
-        x = pf.features.astype(np.float64)[[pos[s] for s in subjects]]
-        add(name, image_metrics(x, None, lab, cfg.readout_repeats, cfg.seed))
-    laa = laa_image.set_index(ID_COLUMN).loc[subjects, ["laa950"]].to_numpy(np.float64)
-    if not np.isfinite(laa).all():
-        return pd.DataFrame(rows)
-    add(LAA_IMAGE, image_metrics(None, laa, lab, cfg.readout_repeats, cfg.seed))
-    for metric, (column, kind, log) in IMAGE_METRICS.items():
-        if kind != "regression" or column not in lab or lab[column].notna().sum() < 10:
-            continue
-        y = lab[column].to_numpy(np.float64)
-        ok = np.isfinite(y) & np.isfinite(laa[:, 0])
-        for row_name, res in sanity_rows(laa[ok, 0], np.log(y[ok]) if log else y[ok],
-                                         repeats=cfg.readout_repeats).items():
-            add(f"sanity: {row_name}", {metric: res["scores"]})
-    return pd.DataFrame(rows)
-
-
-def _patch_fractions(
-    methods: Mapping[str, MethodFeatures],
-    boxes: BoxPatches,
-    box_feats: Mapping[str, npt.NDArray[np.float32]],
-    store: PatchStore,
-    subjects: list[str],
-    cfg: EvaluateConfig,
-) -> pd.DataFrame:
-    """Detected emphysema share per subject from landmark-patch predictions, out of subject.
-
-    Subjects are split into folds; for each fold the box readout is fitted on the boxes of the
-    other folds' subjects and applied to the fold's landmark patches. Returns ``subject_id`` and,
-    per method, ``<method>: cle``, ``<method>: pse``, ``<method>: emphysema``.
-    """
-    from drasclr.features import read_patch_features
-
-    out = pd.DataFrame({ID_COLUMN: subjects})
-    groups = subject_groups(subjects, cfg.n_folds, cfg.seed)
-    box_subject = boxes.boxes[ID_COLUMN].astype(str).to_numpy()
-    box_label = boxes.boxes["label"].astype(str).to_numpy()
-    lf_all, valid_all = store.lung_fraction, store.valid
-    for name, method in methods.items():
-        pf = read_patch_features(method.folder)
-        row_of = {s: k for k, s in enumerate(pf.subject_ids)}
-        values = np.full((len(subjects), len(BOX_TASKS) + 1), np.nan)
-        for test in groups:
-            train = ~np.isin(box_subject, test)
-            probe = fit_probe(box_feats[name][train], box_label[train], BOX_TASKS, cfg.logistic_c)
-            if probe is None:
-                continue
-            for sid in test:
-                if sid not in row_of:
-                    continue
-                k = subjects.index(sid)
-                idx = store.index_of(sid)
-                w = np.where(valid_all[:, idx], lf_all[:, idx], 0.0).astype(np.float64)
-                feats = pf.features[row_of[sid]]
-                ok = np.isfinite(feats).all(axis=1)
-                p = np.zeros((len(w), len(BOX_TASKS)))
-                p[ok] = probe.predict_proba(feats[ok])
-                w = np.where(ok, w, 0.0)
-                fitted = np.asarray(probe.fitted)
-                hit = (p > cfg.prob_threshold) & fitted[None]
-                det = np.concatenate([hit, hit.any(axis=1, keepdims=True)], axis=1)
-                if w.sum() > 0:
-                    values[k] = (w[:, None] * det).sum(axis=0) / w.sum()
-                    values[k, : len(BOX_TASKS)][~fitted] = np.nan
-        for j, task in enumerate((*BOX_TASKS, "emphysema")):
-            out[f"{name}: {task}"] = values[:, j]
-    return out
-
-
-def _coronal_index(scan: Scan) -> int:
-    """Coronal slice (y index) with the most emphysema truth voxels, else the most lung."""
-    if scan.lesions is not None:
-        emph = np.isin(scan.lesions, EMPHYSEMA_CODES).sum(axis=(0, 2))
-        if emph.max() > 0:
-            return int(emph.argmax())
-    return int(scan.lungs.sum(axis=(0, 2)).argmax())
-
-
-def _dense(
-    dense_methods: list[str],
-    modules: Mapping[str, nn.Module],
-    boxes: BoxPatches,
-    box_feats: Mapping[str, npt.NDArray[np.float32]],
-    scans: Mapping[str, Scan],
-    manifest: pd.DataFrame,
-    bounds: Any,
-    labels: pd.DataFrame,
-    cfg: EvaluateConfig,
-    out: Path,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Dense probability maps of the dense subjects with a readout fitted on the other subjects.
-
-    Returns:
-        ``(overlap per method x subject, positive-voxel fraction per method x box)``.
-    """
-    from drasclr.features import dense_features
-
-    box_subject = boxes.boxes[ID_COLUMN].astype(str).to_numpy()
-    box_label = boxes.boxes["label"].astype(str).to_numpy()
-    train = ~np.isin(box_subject, list(scans))
-    gold = labels.set_index(ID_COLUMN)["gold"] if "gold" in labels else None
-    overlap_rows, box_rows = [], []
-    (out / "dense").mkdir(parents=True, exist_ok=True)
-    for name in dense_methods:
-        probe = fit_probe(box_feats[name][train], box_label[train], BOX_TASKS, cfg.logistic_c)
-        if probe is None:
-            continue
-        for sid, scan in scans.items():
-            dense = dense_features(
-                modules[name], scan.hu, scan.geometry, manifest.loc[sid, "inverse_transform"],
-                bounds, mask=scan.lungs, stride=cfg.dense_stride, head=probe,
-                patch_size=boxes.patches.shape[-1], batch_size=cfg.batch_size, device=cfg.device,
-            )
-            prob = dense.to_volume(fill=0.0).astype(np.float32)  # (2, Z, Y, X)
-            hit = prob > cfg.prob_threshold
-            any_hit = hit.any(axis=0)
-            pred_codes = np.where(any_hit, np.where(prob[0] >= prob[1], 1, 2), 0).astype(np.uint8)
-            row: dict[str, Any] = {
-                "method": name,
-                ID_COLUMN: sid,
-                "gold": int(gold[sid]) if gold is not None and pd.notna(gold.get(sid)) else None,
-                "n_encoded": dense.num_encoded,
-                "lung_voxels": int(scan.lungs.sum()),
-                "detected_fraction": detected_fraction(any_hit.astype(np.float32), scan.lungs,
-                                                       0.5),
-            }
-            if scan.lesions is not None:
-                truth = scan.lesions
-                row["true_fraction"] = float(
-                    np.count_nonzero(np.isin(truth, EMPHYSEMA_CODES) & scan.lungs)
-                    / max(1, int(scan.lungs.sum()))
-                )
-                row.update(overlap_by_subtype(any_hit, truth, region=scan.lungs))
-                d = dice_per_subtype(pred_codes, truth, {"cle": 1, "pse": 2}, region=scan.lungs)
-                row.update({f"dice_{k}": v for k, v in d.items()})
-            row["unfitted_tasks"] = ",".join(
-                t for t, f in zip(probe.tasks, probe.fitted) if not f
-            )
-            overlap_rows.append(row)
-            mine = np.flatnonzero(box_subject == sid)
-            for j, task in enumerate(BOX_TASKS):
-                rows = mine[np.isin(box_label[mine], [task, "healthy"])]
-                if len(rows) == 0 or not probe.fitted[j]:
-                    continue
-                det = box_detections(prob[j], scan.geometry, boxes.boxes.iloc[rows],
-                                     cfg.prob_threshold, cfg.box_min_fraction)
-                box_rows.append(det.assign(method=name, task=task, **{ID_COLUMN: sid},
-                                           label=box_label[rows]))
-            y = _coronal_index(scan)
-            np.savez_compressed(
-                out / "dense" / f"{slug(name)}__{sid}.npz",
-                ct=scan.hu[:, y, :],
-                lungs=scan.lungs[:, y, :],
-                truth=(scan.lesions[:, y, :] if scan.lesions is not None
-                       else np.zeros_like(scan.hu[:, y, :], np.uint8)),
-                prob=prob[:, :, y, :],
-                y_index=y,
-                spacing=np.asarray(scan.geometry.spacing),
-                method=name,
-                subject_id=sid,
-            )
-    cols = ["box_id", "positive_fraction", "detected", "method", "task", ID_COLUMN, "label"]
-    dboxes = pd.concat(box_rows, ignore_index=True) if box_rows else pd.DataFrame(columns=cols)
-    return pd.DataFrame(overlap_rows), dboxes
-
-
-def _best_fraction(frac: npt.NDArray[Any], y: npt.NDArray[Any], grid: tuple[float, ...]) -> float:
-    """The grid box fraction with the best F1 (ties: the larger fraction); NaN if undefined."""
-    if len(np.unique(y)) < 2:
-        return float("nan")
-    f1 = [detection_scores(frac >= g, y)["f1"] for g in grid]
-    best = max(f1)
-    return float(max(g for g, s in zip(grid, f1) if s == best))
-
-
-def _rule_table(dboxes: pd.DataFrame, cfg: EvaluateConfig) -> pd.DataFrame:
-    """F1 / precision / recall of the 25 % rule and of the leave-one-subject-out chosen fraction."""
-    rows = []
-    for (method, task), grp in dboxes.groupby(["method", "task"], sort=False):
-        y = (grp["label"] == task).to_numpy().astype(int)
-        frac = np.nan_to_num(grp["positive_fraction"].to_numpy(float))
-        paper = detection_scores(frac >= cfg.box_min_fraction, y)
-        rows.append({"method": method, "task": task, "rule": "paper (25 %)",
-                     "fraction": cfg.box_min_fraction, **paper, "n_boxes": len(y),
-                     "n_positive": int(y.sum()), "fallback": False})
-        chosen = np.zeros(len(y), bool)
-        used = []
-        fallback = False
-        subj = grp[ID_COLUMN].to_numpy()
-        for s in np.unique(subj):
-            other = subj != s
-            g = _best_fraction(frac[other], y[other], cfg.rule_fractions)
-            if not np.isfinite(g):
-                g, fallback = cfg.rule_fallback_fraction, True
-            used.append(g)
-            chosen[subj == s] = frac[subj == s] >= g
-        rows.append({"method": method, "task": task, "rule": "chosen fraction (departure)",
-                     "fraction": float(np.median(used)), **detection_scores(chosen, y),
-                     "n_boxes": len(y), "n_positive": int(y.sum()), "fallback": fallback})
-    return pd.DataFrame(rows, columns=["method", "task", "rule", "fraction", "f1", "precision",
-                                       "recall", "n_boxes", "n_positive", "fallback"])

@@ -13,12 +13,8 @@ Importing this package does not import Ray.
 from drasclr.features.config import FeaturesConfig
 from drasclr.features.dense import (
     DenseFeatures,
-    LandmarkBounds,
-    apply_affine,
     dense_features,
-    landmark_bounds,
     store_bounds,
-    voxel_locations,
 )
 from drasclr.features.encoding import (
     FeaturesError,
@@ -58,10 +54,8 @@ __all__ = [
     "ExtractResult",
     "FeaturesConfig",
     "FeaturesError",
-    "LandmarkBounds",
     "PatchFeatures",
     "Unit",
-    "apply_affine",
     "dense_features",
     "encode_patches",
     "encoder_fingerprint",
@@ -72,7 +66,6 @@ __all__ = [
     "extract_patch_features",
     "feature_columns",
     "image_features",
-    "landmark_bounds",
     "plan_units",
     "random_locations",
     "read_image_features",
@@ -81,5 +74,4 @@ __all__ = [
     "resolve_encoder",
     "store_bounds",
     "store_fingerprint",
-    "voxel_locations",
 ]

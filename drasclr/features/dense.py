@@ -1,10 +1,10 @@
 """Dense voxel features and predictions (DESIGN.md §4 item 9).
 
 ``h(v) = e(P^3 box centred at voxel v, normalise(T_i^-1(v)))`` for voxels ``v`` of a subject's
-1 mm volume: the box is cut like the store's patches (``drasclr.patches`` convention: centre
+1 mm volume: the box is cut like the store's patches (``drasclr.imaging.patches`` convention: centre
 ``c`` spans ``c - P/2 .. c + P/2 - 1``, -1024 HU outside the volume), the voxel's physical LPS
 position is carried into atlas space with the subject's inverse transform and normalised with the
-landmark grid's bounding box (the rule of :func:`drasclr.atlas.normalise_landmarks`, not clipped:
+landmark grid's bounding box (the rule of :func:`drasclr.imaging.atlas.normalise_landmarks`, not clipped:
 voxels outside the landmarks' box get locations slightly beyond [-1, 1]).
 
 With ``stride`` s > 1 only the voxels of the grid ``s * Z^3`` that are corners of a mask voxel's
@@ -25,43 +25,13 @@ import torch
 from torch import Tensor, nn
 
 from drasclr.features.encoding import encode_patches, inference, on_device, pick_device
-from drasclr.patches import cut_patches, geometry_arrays, voxel_to_mm
-from drasclr.store import PatchStore
+from drasclr.imaging.atlas import LandmarkBounds, landmark_bounds
+from drasclr.imaging.geometry import geometry_arrays, transform_points, voxel_to_mm
+from drasclr.imaging.patches import cut_patches
+from drasclr.store.reader import PatchStore
 
 Head = Callable[[Tensor], Tensor]
 """Maps (N, 128) representations to (N, C) outputs on the encoder's device (e.g. nn.Linear)."""
-
-
-@dataclass(frozen=True)
-class LandmarkBounds:
-    """Per-axis bounding box of the landmark grid, atlas LPS mm: the location normalisation.
-
-    Attributes:
-        lo: (3,) minimum landmark coordinate per axis (x, y, z).
-        hi: (3,) maximum per axis.
-    """
-
-    lo: npt.NDArray[np.float64]
-    hi: npt.NDArray[np.float64]
-
-    def normalise(self, points_mm: npt.ArrayLike) -> npt.NDArray[np.float32]:
-        """Map atlas mm points to normalised locations: ``2 (p - lo) / (hi - lo) - 1``.
-
-        An axis on which all landmarks coincide maps to 0 (as in ``normalise_landmarks``).
-
-        Returns:
-            (N, 3) float32, in [-1, 1] inside the landmarks' box, unclipped outside.
-        """
-        p = np.atleast_2d(np.asarray(points_mm, dtype=np.float64))
-        span = self.hi - self.lo
-        safe = np.where(span > 0, span, 1.0)
-        return np.where(span > 0, 2.0 * (p - self.lo) / safe - 1.0, 0.0).astype(np.float32)
-
-
-def landmark_bounds(landmarks_mm: npt.ArrayLike) -> LandmarkBounds:
-    """The normalisation bounds of a landmark grid ((L, 3) atlas LPS mm)."""
-    lm = np.asarray(landmarks_mm, dtype=np.float64).reshape(-1, 3)
-    return LandmarkBounds(lm.min(axis=0), lm.max(axis=0))
 
 
 def store_bounds(store: PatchStore, atol: float = 1e-4) -> LandmarkBounds:
@@ -77,13 +47,6 @@ def store_bounds(store: PatchStore, atol: float = 1e-4) -> LandmarkBounds:
             "pass the bounds used to make it"
         )
     return bounds
-
-
-def apply_affine(matrix: npt.ArrayLike, points_mm: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    """Apply a 4x4 homogeneous affine (16 values, row-major) to (N, 3) points."""
-    m = np.asarray(matrix, dtype=np.float64).reshape(4, 4)
-    p = np.atleast_2d(np.asarray(points_mm, dtype=np.float64))
-    return p @ m[:3, :3].T + m[:3, 3]
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,27 +73,6 @@ class DenseFeatures:
         z, y, x = self.voxels.T
         out[:, z, y, x] = self.values.T
         return out
-
-
-def voxel_locations(
-    voxels_zyx: npt.ArrayLike,
-    geometry: Any,
-    inverse_transform: npt.ArrayLike,
-    bounds: LandmarkBounds,
-) -> npt.NDArray[np.float32]:
-    """Normalised atlas location of voxels: ``normalise(T^-1(voxel_to_mm(v)))``.
-
-    Args:
-        voxels_zyx: (N, 3) voxel indices in ``[z, y, x]`` order.
-        geometry: the volume's geometry (ITK/LPS).
-        inverse_transform: subject LPS mm -> atlas LPS mm, 4x4 (or 16 values row-major).
-        bounds: the landmark grid's normalisation bounds.
-
-    Returns:
-        (N, 3) float32.
-    """
-    xyz = np.asarray(voxels_zyx, dtype=np.float64).reshape(-1, 3)[:, ::-1]
-    return bounds.normalise(apply_affine(inverse_transform, voxel_to_mm(xyz, geometry)))
 
 
 def _grid_corners(
@@ -167,7 +109,7 @@ def dense_features(
 
     Args:
         encoder: ``encoder(x, loc) -> (B, 128)``; used in eval mode (its mode restored after).
-        volume_hu: (Z, Y, X) HU volume at 1 mm isotropic (``drasclr.io.resample_isotropic``).
+        volume_hu: (Z, Y, X) HU volume at 1 mm isotropic (``drasclr.imaging.resample.resample_isotropic``).
         geometry: its geometry (``io.Geometry``, a mapping, or (spacing, origin, direction)).
         inverse_transform: subject LPS mm -> atlas LPS mm (manifest ``inverse_transform``).
         bounds: landmark normalisation bounds (:func:`landmark_bounds` / :func:`store_bounds`).
@@ -191,7 +133,7 @@ def dense_features(
     if not np.allclose(spacing, 1.0, atol=1e-3):
         raise ValueError(
             f"dense features need a 1 mm isotropic volume (spacing {spacing.tolist()}); "
-            "resample with drasclr.io.resample_isotropic first"
+            "resample with drasclr.imaging.resample.resample_isotropic first"
         )
     m = np.ones(vol.shape, dtype=bool) if mask is None else np.asarray(mask) != 0
     if m.shape != vol.shape:
@@ -244,7 +186,7 @@ def _encode_nodes(
     """Encode the boxes centred at ``nodes_zyx`` -> (U, C) features or head outputs."""
     xyz = nodes_zyx[:, ::-1].astype(np.float64)
     centres_mm = voxel_to_mm(xyz, geometry)
-    locs = bounds.normalise(apply_affine(inverse_transform, centres_mm))
+    locs = bounds.normalise(transform_points(inverse_transform, np.atleast_2d(centres_mm)))
     device = pick_device(device_name)
     out: list[np.ndarray] = []
     head_on = head.to(device) if isinstance(head, nn.Module) else head

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from drasclr.fsutil import file_sha256
-from drasclr.nn.intensity import hu_to_input
-from drasclr.store import PatchStore
+from drasclr.imaging.intensity import hu_to_input
+from drasclr.store.reader import PatchStore
 
 EncoderSource = nn.Module | str | Path
 """An in-memory encoder, or a run / export folder written by training."""

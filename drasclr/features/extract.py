@@ -51,7 +51,7 @@ from drasclr.features.patch import (
     extract_patch_features,
     location_table,
 )
-from drasclr.store import PatchStore
+from drasclr.store.reader import PatchStore
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from drasclr.features.encoding import (
     on_device,
     pick_device,
 )
-from drasclr.store import PatchStore
+from drasclr.store.reader import PatchStore
 
 
 class Unit(NamedTuple):

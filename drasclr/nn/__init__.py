@@ -19,14 +19,10 @@ from drasclr.nn.encoder import (
     ProjectionHead,
     make_conv,
 )
-from drasclr.nn.intensity import HU_HALF_RANGE, HU_MAX, HU_MIN, hu_to_input, hu_to_input_scale
 
 __all__ = [
     "CONDITIONINGS",
     "ENCODER_LAYERS",
-    "HU_HALF_RANGE",
-    "HU_MAX",
-    "HU_MIN",
     "PATHS",
     "Conditioning",
     "ConvBNAct",
@@ -38,8 +34,6 @@ __all__ = [
     "LocationPlan",
     "ProjectionHead",
     "StaticConv3d",
-    "hu_to_input",
-    "hu_to_input_scale",
     "make_conv",
     "plan_locations",
 ]

@@ -200,7 +200,9 @@ def generate_subject(task: tuple[dict[str, Any], dict[str, Any], str]) -> dict[s
     Returns:
         The part record (also written to ``.parts/<id>.json``).
     """
-    from drasclr.io import Geometry, write_dicom_series, write_image
+    from drasclr.imaging.geometry import Geometry
+    from drasclr.imaging.io import write_image
+    from drasclr.synth.dicom import write_dicom_series
     from drasclr.synth.phantom import render_phantom
 
     cfg_dict, row, out_s = task

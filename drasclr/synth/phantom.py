@@ -36,8 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.ndimage as ndi
 
-from drasclr.patches import mm_to_voxel, voxel_to_mm
-
+from drasclr.imaging.geometry import mm_to_voxel, voxel_to_mm
 from drasclr.synth import shapes as sh
 from drasclr.synth import texture as tx
 from drasclr.synth.texture import F32, Grid

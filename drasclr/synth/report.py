@@ -82,7 +82,7 @@ def preview_figure(folder: Path, subject_ids: list[str], path: Path) -> Path:
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
-    from drasclr.io import read_ct, read_mask
+    from drasclr.imaging.io import read_ct, read_mask
 
     manifest = read_frame(folder / "manifest.parquet", "synth_manifest").set_index("subject_id")
     labels = read_labels(folder / "labels.parquet", folder / "truth.parquet").set_index("subject_id")

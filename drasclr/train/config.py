@@ -10,7 +10,7 @@ from drasclr.config import StageConfig, check
 from drasclr.nn.encoder import CONDITIONINGS
 
 if TYPE_CHECKING:
-    from drasclr.augment import AugmentParams
+    from drasclr.imaging.augment import AugmentParams
 
 ModelKind = Literal["drasclr", "moco"]
 OptimizerKind = Literal["sgd", "adamw"]
@@ -79,7 +79,7 @@ class PretrainConfig(StageConfig):
             level of a view says nothing about its scan (official: fixed sigma).
         shift_hu: whole-view intensity offset U(-s, s) HU (not official; default 0).
         density_scale: per-view lung density scaling about air, factor 1 + U(-s, s) (not
-            official; default 0; :func:`drasclr.augment.random_density_scale`).
+            official; default 0; :func:`drasclr.imaging.augment.random_density_scale`).
         flip_prob: per-view mirroring probability along each axis (not official; default 0).
         translate_vox: translation range of the affine, voxels (official 12; default 4: with
             +-12 on 32^3 patches the two views of a patch can be 24 voxels apart, the contrastive
@@ -207,7 +207,7 @@ class PretrainConfig(StageConfig):
     @property
     def augment_params(self) -> "AugmentParams":
         """The augmentation of this run (official ranges, configurable intensity parts)."""
-        from drasclr.augment import NO_AUGMENTATION, AugmentParams
+        from drasclr.imaging.augment import NO_AUGMENTATION, AugmentParams
 
         if not self.augment:
             return NO_AUGMENTATION

@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from drasclr import __version__
 from drasclr.fsutil import atomic_path, atomic_write_text
 from drasclr.nn.encoder import REPRESENTATION_DIM, DrasEncoder
-from drasclr.store import PatchStore
+from drasclr.store.reader import PatchStore
 from drasclr.train.checkpoint import load_model_state, read_meta
 from drasclr.train.config import PretrainConfig
 

@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from drasclr.store import PatchStore
+from drasclr.store.reader import PatchStore
 
 
 class LoaderError(RuntimeError):

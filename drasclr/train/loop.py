@@ -32,13 +32,13 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from drasclr.augment import NO_AUGMENTATION, AugmentParams, augment
+from drasclr.imaging.augment import NO_AUGMENTATION, AugmentParams, augment
+from drasclr.imaging.intensity import hu_to_input
 from drasclr.moco.losses import neighbour_weight_at
 from drasclr.moco.memory_bank import MemoryBank
 from drasclr.moco.model import DrasCLR, PlainMoCo
 from drasclr.nn.encoder import DrasEncoder, ProjectionHead
-from drasclr.nn.intensity import hu_to_input
-from drasclr.store import PatchStore
+from drasclr.store.reader import PatchStore
 from drasclr.train.checkpoint import (
     CheckpointError,
     load_model_state,

@@ -18,9 +18,9 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
-from drasclr.nn.intensity import hu_to_input
+from drasclr.imaging.intensity import hu_to_input
 from drasclr.probing import ridge_probe
-from drasclr.store import PatchStore
+from drasclr.store.reader import PatchStore
 
 #: Keys of a probe file.
 PROBE_KEYS: tuple[str, ...] = ("store_index", "landmark", "target")

@@ -34,7 +34,7 @@ import torch
 
 from drasclr.config import ConfigError
 from drasclr.fsutil import atomic_path
-from drasclr.store import PatchStore
+from drasclr.store.reader import PatchStore
 from drasclr.train.checkpoint import (
     META_FILE,
     CheckpointError,

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from drasclr.store import SubjectPatches, ct_like_patches, open_store
+from drasclr.store.reader import SubjectPatches
+from drasclr.store.writer import open_store
+from drasclr.synth.patches import ct_like_patches
 
 
 def grid_landmarks(num: int, step_mm: float = 26.0, k_max: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -30,7 +32,7 @@ def make_synthetic_store(
     block_size: int = 8,
     seed: int = 0,
 ) -> Path:
-    """Write a store of CT-like patches (:func:`drasclr.store.ct_like_patches`).
+    """Write a store of CT-like patches (:func:`drasclr.synth.patches.ct_like_patches`).
 
     Each landmark gets its own mean-intensity offset so that landmarks differ; subjects get
     offsets spread evenly over ``[-subject_offset_hu, subject_offset_hu]`` (like differing

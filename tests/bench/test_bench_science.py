@@ -1,0 +1,95 @@
+"""``drasclr bench science``: aggregation of seeds x repeats, the table, and (slow) a tiny run."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from drasclr.bench.science import (
+    BASELINES,
+    SCIENCE_METHODS,
+    SCIENCE_METRICS,
+    ScienceConfig,
+    markdown_table,
+    run_science,
+    summarise,
+)
+from drasclr.config import ConfigError
+
+
+def test_summarise_pools_seeds_and_repeats() -> None:
+    results = {
+        "A": [{"patch_lesion_r2": [0.3, 0.5]}, {"patch_lesion_r2": [0.4], "extra": [1.0]}],
+        "B": [{"gold_acc": [float("nan"), 0.6]}],
+    }
+    rows = {(r["method"], r["metric"]): r for r in summarise(results)}
+    a = rows[("A", "patch_lesion_r2")]
+    assert a["mean"] == pytest.approx(0.4) and a["n"] == 3
+    assert a["sd"] == pytest.approx(np.std([0.3, 0.5, 0.4], ddof=1))
+    assert rows[("B", "gold_acc")]["mean"] == 0.6 and rows[("B", "gold_acc")]["sd"] == 0.0
+    assert math.isnan(rows[("B", "dense_dice")]["mean"])  # every required metric is present
+    assert rows[("A", "extra")]["n"] == 1
+    table = markdown_table(summarise(results))
+    assert "| A | 0.400 ± 0.100 |" in table and "n/a" in table
+
+
+def test_config_is_validated() -> None:
+    with pytest.raises(ConfigError, match="n_subjects"):
+        ScienceConfig(n_subjects=5)
+    with pytest.raises(ConfigError, match="bn_stats"):
+        ScienceConfig(bn_stats="batch")
+
+
+@pytest.mark.slow
+def test_tiny_science_run_writes_every_method_and_metric(tmp_path: Path) -> None:
+    cfg = ScienceConfig(preset="tiny", n_subjects=20, seeds=(0,), budget_minutes=0.1,
+                        batch_size=6, threads=2, dense_subjects=1, dense_stride=16,
+                        image_repeats=1, probe_repeats=1, probe_every=0)
+    doc = run_science(tmp_path / "sci", cfg, progress=False)
+    saved = json.loads((tmp_path / "sci" / "science.json").read_text())
+    assert saved["rows"] == json.loads(json.dumps(doc["rows"]))
+    methods = {r["method"] for r in saved["rows"]}
+    assert methods == set(SCIENCE_METHODS) | set(BASELINES)
+    for m in methods:
+        assert {r["metric"] for r in saved["rows"] if r["method"] == m} >= set(SCIENCE_METRICS)
+    finite = {(r["method"], r["metric"]) for r in saved["rows"] if np.isfinite(r["mean"])}
+    assert ("DrasCLR", "patch_lesion_r2") in finite
+    assert ("LAA-950 (image)", "log_fev1pp_r2") in finite
+    with pytest.raises(ConfigError, match="other settings"):
+        run_science(tmp_path / "sci", cfg.replace(budget_minutes=0.2), progress=False)
+
+
+def test_subject_table_reads_the_manifest_and_segments_only_what_it_lacks(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Image LAA-950 comes from preprocessing's manifest column; a subject without it is re-read."""
+    import pandas as pd
+
+    import drasclr.store.reader as store_reader
+    from drasclr.bench.science import subject_table
+    from drasclr.evaluate import boxes
+
+    class FakeStore:
+        def __init__(self, path: object) -> None:
+            self.manifest = pd.DataFrame({"subject_id": ["a", "b", "c"],
+                                          "input_path": ["a.nii", "b.nii", "c.nii"],
+                                          "laa950": [0.1, np.nan, 0.3]})
+            self.subject_ids = ["a", "b", "c"]
+            self.num_subjects = 3
+
+    read: list[str] = []
+
+    def fake_read_scan(path: str, sid: str, seg: object, **kwargs: object) -> tuple[None, float]:
+        read.append(sid)
+        return None, 0.2
+
+    monkeypatch.setattr(store_reader, "PatchStore", FakeStore)
+    monkeypatch.setattr(boxes, "read_scan", fake_read_scan)
+    table = subject_table(tmp_path, tmp_path, progress=False)
+    assert read == ["b"]
+    assert table["subject_id"].tolist() == ["a", "b", "c"]
+    assert table["laa950_image"].tolist() == pytest.approx([0.1, 0.2, 0.3])

@@ -1,0 +1,356 @@
+"""Pretraining without Ray: loader sharding, resume continuity, checkpoints, export, errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from drasclr.config import ConfigError
+from drasclr.store.layout import StoreError
+from drasclr.store.reader import PatchStore
+from drasclr.train.checkpoint import CheckpointError, latest_checkpoint, rank_file
+from drasclr.train.config import PretrainConfig
+from drasclr.train.export import load_encoder
+from drasclr.train.loader import (
+    LandmarkBatchSampler,
+    LoaderError,
+    PatchLoader,
+    landmark_shard,
+)
+from drasclr.train.loop import NonFiniteLossError, learning_rate, make_optimizer, read_metrics
+from drasclr.train.run import train_single_process
+from drasclr.train.synthetic import make_synthetic_store
+
+L, S = 8, 16
+
+
+@pytest.fixture(scope="module")
+def store16(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """8 landmarks x 16 subjects of 16^3 CT-like patches, every patch valid."""
+    return make_synthetic_store(tmp_path_factory.mktemp("s") / "store", L, S, 16, seed=1)
+
+
+@pytest.fixture(scope="module")
+def holey_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """8 x 24 patches of 8^3 with a quarter of the patches invalid."""
+    return make_synthetic_store(
+        tmp_path_factory.mktemp("h") / "store", L, 24, 8, invalid_fraction=0.25, seed=2
+    )
+
+
+def tiny_config(**kw: object) -> PretrainConfig:
+    base = {"batch_size": 4, "queue_size": 8, "steps": 6, "lr": 0.05, "checkpoint_every": 3, "log_every": 1,
+                "threads_per_worker": 1, "deterministic": True, "momentum": 0.99, "prefetch": 2}
+    base.update(kw)
+    return PretrainConfig(**base)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- loader
+def test_landmark_shards_disjoint_and_covering() -> None:
+    for n in (1, 2, 3, 8):
+        shards = [set(landmark_shard(L, n, r).tolist()) for r in range(n)]
+        assert set().union(*shards) == set(range(L))
+        assert sum(len(s) for s in shards) == L
+    with pytest.raises(LoaderError, match="only 8 landmarks"):
+        landmark_shard(L, 9, 0)
+
+
+def _check_epoch(sm: LandmarkBatchSampler, epoch: int, valid: np.ndarray, table: np.ndarray) -> None:
+    """One epoch of ``sm``: sharded, valid, every full batch once, padding only repeats batches."""
+    B, k = sm.batch_size, sm.k
+    own = set(sm.landmarks.tolist())
+    n_batches = sum(len(sm.eligible_subjects(j)) // B for j in own)
+    assert n_batches == sm.batches_per_rank[sm.rank] >= 1
+    specs = [sm.spec(epoch * sm.steps_per_epoch + t) for t in range(sm.steps_per_epoch)]
+    for spec in specs:
+        assert spec.epoch == epoch and spec.landmark in own
+        assert spec.store_indices.shape == (B,)
+        assert np.array_equal(spec.neighbours, table[spec.landmark, :k])
+        for lm in [spec.landmark, *spec.neighbours]:
+            assert valid[lm, spec.store_indices].all(), "an invalid patch was batched"
+    # the first n_batches steps hold every full batch of every owned landmark, no subject twice
+    seen: dict[int, list[int]] = {j: [] for j in own}
+    for spec in specs[:n_batches]:
+        seen[spec.landmark].extend(spec.store_indices.tolist())
+    for j, subs in seen.items():
+        assert len(subs) == len(set(subs)) == len(sm.eligible_subjects(j)) // B * B
+    # the remaining (padding) steps cycle through the same batches in the same order
+    for t in range(n_batches, sm.steps_per_epoch):
+        pad, orig = specs[t], specs[t % n_batches]
+        assert pad.landmark == orig.landmark
+        assert np.array_equal(pad.store_indices, orig.store_indices)
+
+
+def test_batches_are_sharded_valid_and_complete(holey_store: Path) -> None:
+    store = PatchStore(holey_store)
+    valid, table = store.valid, store.neighbours
+    B, k, world = 4, 2, 2
+    samplers = [LandmarkBatchSampler(valid, table, B, k, r, world, seed=3) for r in range(world)]
+    assert samplers[0].steps_per_epoch == samplers[1].steps_per_epoch
+    for sm in samplers:
+        for epoch in (0, 1):
+            _check_epoch(sm, epoch, valid, table)
+    # the next epoch is another shuffle
+    a = [samplers[0].spec(t).store_indices for t in range(samplers[0].steps_per_epoch)]
+    e1 = samplers[0].steps_per_epoch
+    b = [samplers[0].spec(e1 + t).store_indices for t in range(e1)]
+    assert any(not np.array_equal(x, y) for x, y in zip(a, b))
+    with pytest.raises(LoaderError, match="neighbour table has only"):
+        LandmarkBatchSampler(valid, table, B, table.shape[1] + 1)
+    with pytest.raises(LoaderError, match="no full batch"):
+        LandmarkBatchSampler(valid, table, 64, k)
+
+
+def test_uneven_shards_cycle_the_smaller_plan() -> None:
+    """Batch counts 6 and 2: the small rank cycles its batches (a one-time pad crashed at step 4)."""
+    S, B = 6, 2
+    valid = np.zeros((4, S), dtype=bool)
+    valid[[0, 2]] = True  # rank 0 owns 0, 2: 3 batches each
+    valid[[1, 3], :2] = True  # rank 1 owns 1, 3: 1 batch each
+    table = np.array([[2], [0], [0], [2]], dtype=np.int64)
+    samplers = [LandmarkBatchSampler(valid, table, B, 1, r, 2, seed=5) for r in range(2)]
+    assert samplers[0].batches_per_rank == (6, 2)
+    assert [sm.steps_per_epoch for sm in samplers] == [6, 6]
+    for sm in samplers:
+        for epoch in range(3):
+            _check_epoch(sm, epoch, valid, table)
+
+
+@pytest.mark.parametrize(("num_landmarks", "world"), [(5, 2), (7, 3), (8, 3)])
+def test_landmarks_not_divisible_by_workers(num_landmarks: int, world: int) -> None:
+    rng = np.random.default_rng(num_landmarks * 10 + world)
+    S = 20
+    valid = rng.random((num_landmarks, S)) < 0.8
+    table = np.stack(
+        [(np.arange(num_landmarks) + d) % num_landmarks for d in (1, 2)], axis=1
+    ).astype(np.int64)
+    samplers = [LandmarkBatchSampler(valid, table, 3, 2, r, world, seed=1) for r in range(world)]
+    assert len({sm.steps_per_epoch for sm in samplers}) == 1
+    assert sorted(j for sm in samplers for j in sm.landmarks.tolist()) == list(range(num_landmarks))
+    for sm in samplers:
+        for epoch in range(2):
+            _check_epoch(sm, epoch, valid, table)
+
+
+def test_loader_reads_right_patches_and_resumes_position(holey_store: Path) -> None:
+    store = PatchStore(holey_store)
+    sampler = LandmarkBatchSampler(store.valid, store.neighbours, 4, 2, 1, 2, seed=0)
+    with PatchLoader(store, sampler, prefetch=2) as loader:
+        got = [loader.next_batch() for _ in range(5)]
+        state = loader.state_dict()
+        after = [loader.next_batch() for _ in range(3)]
+    for batch in got:
+        spec = batch.spec
+        want = store.read_landmarks_batch([spec.landmark, *spec.neighbours], spec.store_indices)
+        assert batch.patches.shape == (3, 4, 8, 8, 8)
+        assert np.array_equal(batch.patches.numpy(), want)
+    assert [b.spec.step for b in got] == list(range(5))
+    restored = PatchLoader(store, sampler)
+    restored.load_state_dict(json.loads(json.dumps(state)))  # plain JSON-able state
+    again = [restored.next_batch() for _ in range(3)]
+    restored.close()
+    for a, b in zip(after, again):
+        assert a.spec.step == b.spec.step and torch.equal(a.patches, b.patches)
+    other = PatchLoader(store, LandmarkBatchSampler(store.valid, store.neighbours, 4, 2, 0, 2))
+    with pytest.raises(LoaderError, match="rank"):
+        other.load_state_dict(state)
+
+
+# ----------------------------------------------------------------------------- schedule
+def test_learning_rate_warmup_then_cosine() -> None:
+    cfg = tiny_config(lr=0.1, lr_warmup_steps=4, steps=20)
+    lrs = [learning_rate(cfg, s, 20) for s in range(20)]
+    assert lrs[:4] == pytest.approx([0.025, 0.05, 0.075, 0.1])
+    assert all(a >= b for a, b in zip(lrs[3:], lrs[4:], strict=False))  # noqa: RUF007
+    assert lrs[-1] < 0.01
+    with pytest.raises(ConfigError, match="conditioning"):
+        PretrainConfig(model="moco", conditioning="loccondconv")
+
+
+def test_optimizer_choice() -> None:
+    w = [torch.nn.Parameter(torch.ones(3))]
+    sgd = make_optimizer(tiny_config(lr=0.1), w)
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["momentum"] == 0.9
+    adamw = make_optimizer(tiny_config(optimizer="adamw", lr=1e-3, weight_decay=0.05), w)
+    assert isinstance(adamw, torch.optim.AdamW)
+    assert (adamw.defaults["lr"], adamw.defaults["weight_decay"]) == (1e-3, 0.05)
+    with pytest.raises(ConfigError, match="optimizer"):
+        tiny_config(optimizer="lion")
+
+
+# ----------------------------------------------------------------------------- resume
+def _files(out: Path) -> tuple[dict, dict]:
+    ckpt = latest_checkpoint(out / "checkpoints")
+    assert ckpt is not None
+    model = torch.load(ckpt / "model.pt", weights_only=True)
+    rank = torch.load(ckpt / rank_file(0), weights_only=True)
+    return model, rank
+
+
+def test_resume_gives_identical_parameters_and_queues(store16: Path, tmp_path: Path) -> None:
+    cfg = tiny_config()
+    straight = train_single_process(cfg, store16, tmp_path / "a")
+    assert straight is not None and straight.steps == 6
+    assert train_single_process(cfg, store16, tmp_path / "b", stop_after=3) is None
+    assert latest_checkpoint(tmp_path / "b" / "checkpoints").name == "step_00000003"
+    resumed = train_single_process(cfg, store16, tmp_path / "b")
+    assert resumed is not None and resumed.resumed and resumed.steps == 6
+
+    (ma, ra), (mb, rb) = _files(tmp_path / "a"), _files(tmp_path / "b")
+    for key, value in ma["model"].items():
+        assert torch.equal(value, mb["model"][key]), key
+    assert torch.equal(ra["memory_bank"]["keys"], rb["memory_bank"]["keys"])
+    assert torch.equal(ra["memory_bank"]["pointers"], rb["memory_bank"]["pointers"])
+    assert ra["loader"] == rb["loader"]
+    mom_a = [s["momentum_buffer"] for s in ma["optimizer"]["state"].values()]
+    mom_b = [s["momentum_buffer"] for s in mb["optimizer"]["state"].values()]
+    assert all(torch.equal(x, y) for x, y in zip(mom_a, mom_b))
+    # training changed things: queues hold real keys, weights moved
+    assert int(ra["memory_bank"]["pointers"].sum()) > 0
+    fresh = train_single_process(cfg.replace(steps=1), store16, tmp_path / "c")
+    assert fresh is not None
+    w = "encoder.layers.0.conv.experts_weight"
+    assert not torch.equal(_files(tmp_path / "c")[0]["model"][w], ma["model"][w])
+
+    # metrics: both runs logged every step; the resumed one restarted at step 3
+    starts = [m for m in read_metrics(tmp_path / "b") if m["event"] == "start"]
+    assert [m["step"] for m in starts] == [0, 3]
+    train = [m for m in read_metrics(tmp_path / "a") if m["event"] == "train"]
+    assert [m["step"] for m in train] == list(range(1, 7))
+    for m in train:
+        assert np.isfinite(m["loss"]) and 0 <= m["top1"] <= 1 and m["samples_per_s"] > 0
+        assert 0 <= m["data_wait_fraction"] < 1
+
+    # the export: encoder weights equal the checkpoint's query encoder
+    encoder, info = load_encoder(straight.export_dir)
+    assert info["encoder"]["conditioning"] == "loccondconv"
+    assert len(info["landmarks"]["landmarks_norm"]) == L
+    assert torch.equal(encoder.layers[0].conv.experts_weight, ma["model"][w])
+    assert (straight.export_dir / "model_card.md").read_text().startswith("# DrasCLR encoder")
+    x = torch.zeros(2, 1, 16, 16, 16)
+    assert encoder(x, torch.tensor(info["landmarks"]["landmarks_norm"][0])).shape == (2, 128)
+    # a finished run returns at once; another config in the same folder is refused
+    assert train_single_process(cfg, store16, tmp_path / "a").steps == 6
+    with pytest.raises(ConfigError, match="another config"):
+        train_single_process(cfg.replace(lr=0.5), store16, tmp_path / "a")
+
+
+# ----------------------------------------------------------------------------- errors
+def test_corrupt_or_missing_checkpoint_is_a_clear_error(store16: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(steps=4, checkpoint_every=2)
+    assert train_single_process(cfg, store16, tmp_path / "r", stop_after=2) is None
+    ckpt = latest_checkpoint(tmp_path / "r" / "checkpoints")
+    assert ckpt is not None
+    rank0 = ckpt / rank_file(0)
+    data = bytearray(rank0.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    rank0.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"rank_000\.pt: corrupt"):
+        train_single_process(cfg, store16, tmp_path / "r")
+    (ckpt / "model.pt").unlink()
+    with pytest.raises(CheckpointError, match=r"model\.pt: missing"):
+        train_single_process(cfg, store16, tmp_path / "r")
+
+
+def test_store_with_other_schema_version_is_refused(store16: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "old_store"
+    shutil.copytree(store16, bad)
+    meta = json.loads((bad / "zarr.json").read_text())
+    meta["attributes"]["patch_store"]["schema_version"] = 99
+    (bad / "zarr.json").write_text(json.dumps(meta))
+    with pytest.raises(StoreError, match="schema_version 99"):
+        train_single_process(tiny_config(), bad, tmp_path / "out")
+
+
+def test_nan_loss_stops_with_a_diagnostic(store16: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(lr=1e30, steps=5, deterministic=False)
+    with pytest.raises(NonFiniteLossError, match="non-finite loss at step") as err:
+        train_single_process(cfg, store16, tmp_path / "nan")
+    diag = err.value.diagnostic
+    assert diag["step"] >= 1 and diag["max_abs_parameter"] > 1e20
+    assert len(diag["store_indices"]) == 4 and 0 <= diag["landmark"] < L
+    saved = json.loads((tmp_path / "nan" / "nonfinite_loss.json").read_text())
+    assert saved["step"] == diag["step"]
+    trained = [m["step"] for m in read_metrics(tmp_path / "nan") if m["event"] == "train"]
+    assert max(trained, default=0) <= diag["step"], "kept training after the NaN"
+
+
+# ----------------------------------------------------------------------------- learning signals
+def test_real_negatives_probe_and_collapse_metrics(store16: Path, tmp_path: Path) -> None:
+    """From step 1 every negative is real (the other subjects of the batch; empty queue slots
+    and the own subject masked); the probe runs at step 0 and every probe_every steps; the
+    train records carry the between-subject cosine, chance level and the collapse flag."""
+    store = PatchStore(store16)
+    # probe target: each patch's mean input intensity (what any encoder should carry)
+    idx = np.repeat(store.store_indices, L)
+    lms = np.tile(np.arange(L), S)
+    target = np.array([store.read_landmark_batch(int(j), [int(i)]).mean()
+                       for j, i in zip(lms, idx)])
+    probe = tmp_path / "probe.npz"
+    np.savez(probe, store_index=idx, landmark=lms, target=target)
+    # 10 steps over 8 landmarks: some landmark repeats (pigeonhole), so its queue is non-empty
+    cfg = tiny_config(steps=10, probe_every=5, probe_file=str(probe), deterministic=False,
+                      checkpoint_every=100)
+    train_single_process(cfg, store16, tmp_path / "run")
+    recs = read_metrics(tmp_path / "run")
+    start = next(r for r in recs if r["event"] == "start")
+    assert start["queue_size"] == min(8, S - 4)  # K capped at N - B
+    train = [r for r in recs if r["event"] == "train"]
+    assert train[0]["negatives"] == pytest.approx(3.0)  # B - 1 in-batch, queue still empty
+    assert train[0]["top1_chance"] == pytest.approx(0.25)
+    assert max(r["negatives"] for r in train) > 3.0  # queue keys join once written
+    for r in train:
+        assert -1.0 <= r["between_subject_cosine"] <= 1.0
+        assert isinstance(r["collapse_warning"], bool)
+    probes = [r for r in recs if r["event"] == "probe"]
+    assert [p["step"] for p in probes] == [0, 5, 10]
+    assert all(np.isfinite(p["probe_r2"]) and p["probe_patches"] == S * L for p in probes)
+    with pytest.raises(ConfigError, match="probe_file"):
+        tiny_config(probe_every=5)
+
+
+def test_ray_workers_get_an_absolute_probe_path(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relative probe file (the demo's runs/demo/models/probe_train.npz) reaches Ray Train
+    workers, which run in another working directory, as an absolute path."""
+    from drasclr.train.config import PretrainConfig
+    from drasclr.train.run import worker_config
+
+    monkeypatch.chdir(tmp_path)
+    cfg = PretrainConfig(probe_every=5, probe_file="runs/demo/models/probe_train.npz")
+    sent = worker_config(cfg)
+    assert sent["probe_file"] == str(tmp_path / "runs/demo/models/probe_train.npz")
+    assert PretrainConfig.from_dict(sent).replace(probe_file=cfg.probe_file) == cfg
+    assert worker_config(PretrainConfig())["probe_file"] == ""
+
+
+def test_steps_between_logs_read_nothing_back_from_the_device(store16: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    """Metrics are read back (item / float / tolist / cpu / numpy) only on logging steps: a run
+    of 8 steps logging once makes as many read-backs as a run of 4 steps logging once.
+
+    Without the neighbour pass: its mixed-location plan reads the location counts back once per
+    step (``drasclr.nn.condconv._unique_rows``), a sync of the split path that remains."""
+    counts = {"n": 0}
+    for name in ("item", "tolist", "cpu", "numpy", "__float__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self: torch.Tensor, *a: object, _f: object = original, **k: object) -> object:
+            counts["n"] += 1
+            return _f(self, *a, **k)  # type: ignore[operator]
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    reads = []
+    for steps in (4, 8):
+        counts["n"] = 0
+        cfg = tiny_config(steps=steps, log_every=steps, checkpoint_every=100,
+                          deterministic=False, neighbours=0)
+        train_single_process(cfg, store16, tmp_path / f"r{steps}")
+        reads.append(counts["n"])
+    assert reads[0] == reads[1], reads
