@@ -3,7 +3,8 @@
 - :mod:`~drasclr.store.manifest`: the manifest file, its schema name and validating reader.
 - :mod:`~drasclr.store.layout`: the on-disk layout, its attributes (:class:`StoreInfo`), codecs
   and :data:`SCHEMA_VERSION` (machine-readable contract: ``schemas/store.json``).
-- :mod:`~drasclr.store.reader`: :class:`PatchStore`, fast reads of the committed subjects.
+- :mod:`~drasclr.store.reader`: :class:`PatchStore`, fast reads of the committed subjects
+  (fast shard reader, plain-zarr fallback).
 - :mod:`~drasclr.store.writer`: :func:`open_store` and :class:`StoreWriter` (plan, write blocks,
   commit manifest rows).
 - :mod:`~drasclr.store.digest`: :func:`store_digest`, one content hash of a store.

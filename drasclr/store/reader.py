@@ -19,6 +19,11 @@ straight into the output: ~10-20k patches/s on one core. It supports exactly the
 :mod:`drasclr.store.layout` (checked against the array metadata); the small arrays are read
 through zarr, and a chunk that does not decode raises :class:`~drasclr.store.layout.StoreError`
 naming the file.
+
+Both readers sit behind one interface (:class:`PatchReader`, chosen by :func:`make_reader`):
+``PatchStore(reader="auto")`` takes the fast reader whenever the array has its layout and plain
+zarr otherwise (a store re-chunked or re-compressed by another tool); ``"shard"`` and ``"zarr"``
+force one. ``tests/store/test_reader.py`` checks that both return the same patches.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import google_crc32c
 import numcodecs
@@ -196,6 +201,60 @@ class _ShardReader:
         return out
 
 
+class PatchReader(Protocol):
+    """How a :class:`PatchStore` reads its ``patches`` array (the fast path or the fallback)."""
+
+    def read(self, landmarks: np.ndarray, subjects: np.ndarray) -> np.ndarray:
+        """Patches at (landmarks x subjects) -> (len(landmarks), len(subjects), P, P, P) int16."""
+        ...
+
+
+class _ZarrReader:
+    """Plain zarr reads: any layout zarr can open, at zarr's speed (the fallback).
+
+    Used when the ``patches`` array is not in the one layout :class:`_ShardReader` decodes itself
+    (e.g. a store re-chunked or re-compressed by another zarr tool), or when asked for.
+    """
+
+    def __init__(self, array_dir: Path) -> None:
+        self.dir = array_dir
+        self._array = zarr.open_array(array_dir, mode="r")
+
+    def read(self, landmarks: np.ndarray, subjects: np.ndarray) -> np.ndarray:
+        """Patches at (landmarks x subjects) -> (len(landmarks), len(subjects), P, P, P) int16."""
+        out = self._array.get_orthogonal_selection((landmarks, subjects))
+        return np.asarray(out, dtype=np.int16)
+
+
+READERS: tuple[str, ...] = ("auto", "shard", "zarr")
+"""``PatchStore(reader=...)``: ``shard`` (fast pread + Blosc), ``zarr`` (plain zarr), ``auto``
+(shard when the array has the layout it decodes, else zarr)."""
+
+
+def make_reader(array_dir: Path, kind: str = "auto", cache_bytes: int = 64 << 20) -> PatchReader:
+    """The reader of a ``patches`` array.
+
+    Args:
+        array_dir: the array's folder (``<store>/patches``).
+        kind: one of :data:`READERS`.
+        cache_bytes: shard-index cache of the fast reader.
+
+    Raises:
+        StoreError: ``kind="shard"`` on an array in another layout.
+        ValueError: unknown ``kind``.
+    """
+    if kind not in READERS:
+        raise ValueError(f"reader must be one of {READERS}, got {kind!r}")
+    if kind == "zarr":
+        return _ZarrReader(array_dir)
+    try:
+        return _ShardReader(array_dir, cache_bytes)
+    except StoreError:
+        if kind == "shard":
+            raise
+        return _ZarrReader(array_dir)
+
+
 def _bad_chunk(array_dir: Path) -> Path:
     """The first chunk file of a (Zstd-compressed, unsharded) array that does not decode."""
     zstd = numcodecs.Zstd()
@@ -217,8 +276,16 @@ class PatchStore:
     manifest after more blocks have been committed. Safe to read from several threads.
     """
 
-    def __init__(self, path: str | Path, *, index_cache_mb: float = 64.0) -> None:
+    def __init__(
+        self, path: str | Path, *, index_cache_mb: float = 64.0, reader: str = "auto"
+    ) -> None:
         """Open the store at ``path``.
+
+        Args:
+            path: the store folder.
+            index_cache_mb: shard-index cache of the fast reader.
+            reader: how patches are read (:data:`READERS`); ``auto`` takes the fast shard reader
+                whenever the array has its layout, else plain zarr.
 
         Raises:
             StoreError: no store, or another schema_version.
@@ -226,6 +293,7 @@ class PatchStore:
         """
         self.path = Path(path)
         self._cache_bytes = int(index_cache_mb * (1 << 20))
+        self._reader_kind = reader
         self.refresh()
 
     def refresh(self) -> None:
@@ -246,13 +314,16 @@ class PatchStore:
         self._by_id = dict(zip(self._subject_ids, self._store_indices.tolist(), strict=True))
         self._stored = np.zeros(self.info.capacity, dtype=bool)
         self._stored[self._store_indices] = True
-        self._reader = _ShardReader(self.path / "patches", self._cache_bytes)
+        self._reader: PatchReader = make_reader(
+            self.path / "patches", self._reader_kind, self._cache_bytes
+        )
         self._arrays: dict[str, np.ndarray] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         return {
             "path": self.path,
             "cache_bytes": self._cache_bytes,
+            "reader": self._reader_kind,
             "info": self.info,
             "manifest": self._manifest,
         }
@@ -260,6 +331,7 @@ class PatchStore:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.path = state["path"]
         self._cache_bytes = state["cache_bytes"]
+        self._reader_kind = state.get("reader", "auto")
         self._load(state["info"], state["manifest"])
 
     # -- metadata ------------------------------------------------------------------------
