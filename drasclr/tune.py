@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import pandas as pd
 
 from drasclr.config import ConfigError, StageConfig, check
@@ -256,27 +255,7 @@ def run_sweep(
     table = table.sort_values(config.metric, ascending=config.mode == "min")
     table.to_csv(out / RESULTS_FILE, index=False)
     table.to_parquet(out / "results.parquet", index=False)
+    from drasclr.report.figures import sweep_figure
+
     atomic_write_bytes(out / "sweep.png", sweep_figure(table, config.metric))
     return table
-
-
-def sweep_figure(table: pd.DataFrame, metric: str) -> bytes:
-    """Bar chart of the final metric per trial (PNG bytes)."""
-    import io
-
-    from matplotlib.figure import Figure
-
-    params = [c for c in table.columns if c.startswith("param_")]
-    names = [", ".join(f"{c[6:]}={r[c]}" for c in params) for _, r in table.iterrows()]
-    fig = Figure(figsize=(max(6, 1.4 * len(names)), 4))
-    ax = fig.subplots()
-    vals = table[metric].to_numpy(dtype=float)
-    ax.bar(np.arange(len(vals)), vals, color="steelblue")
-    ax.set_xticks(np.arange(len(vals)), names, rotation=20, ha="right", fontsize=8)
-    ax.set_ylabel(metric)
-    ax.set_title(f"sweep: {metric} per trial (final evaluation; early-stopped trials at their "
-                 "last rung)", fontsize=9)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    return buf.getvalue()

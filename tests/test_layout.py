@@ -4,8 +4,8 @@ Layers, lowest first (a module may import its own layer and the layers below it)
 
 0. ``config``, ``fsutil``, ``tables``, ``uri``, ``raytools``, ``probing``, ``labels``, ``faults``
 1. ``imaging`` (pure image math; never imports Ray)
-2. ``report.plotting``, ``report.qc``, ``report.figures`` (the one plotting layer every stage
-   may draw with) and ``synth`` (the cohort generator)
+2. ``report.plotting``, ``report.qc``, ``report.figures``, ``report.cohort`` (the one plotting
+   layer every stage may draw with) and ``synth`` (the cohort generator)
 3. ``store``
 4. ``preprocess``
 5. ``nn``, ``moco``
@@ -33,6 +33,7 @@ _LAYERS: dict[str, int] = {
     "drasclr.faults": 0,
     "drasclr.imaging": 1,
     "drasclr.report.plotting": 2, "drasclr.report.qc": 2, "drasclr.report.figures": 2,
+    "drasclr.report.cohort": 2,
     "drasclr.synth": 2,
     "drasclr.store": 3,
     "drasclr.preprocess": 4,
@@ -90,7 +91,8 @@ def test_imports_flow_one_way(path: Path) -> None:
 
 
 def test_imaging_never_imports_ray() -> None:
-    offenders = [f"{_module_name(p)} line {line}" for p in sorted((PACKAGE / "imaging").rglob("*.py"))
+    offenders = [f"{_module_name(p)} line {line}"
+                 for p in sorted((PACKAGE / "imaging").rglob("*.py"))
                  for line, mod in _imports(p) if mod == "ray" or mod.startswith("ray.")]
     assert not offenders, offenders
 

@@ -2,7 +2,8 @@
 
 - :mod:`~drasclr.report.plotting`: headless matplotlib figures, PNG to a file or to bytes.
 - :mod:`~drasclr.report.qc`: preprocessing QC figures (per subject, cohort sheet) and outliers.
-- :mod:`~drasclr.report.figures`: evaluation and pretraining figures (the paper's, as PNG).
+- :mod:`~drasclr.report.figures`: evaluation, pretraining and sweep figures (the paper's, as PNG).
+- :mod:`~drasclr.report.cohort`: a synthetic cohort's preview and label-distribution figures.
 - :mod:`~drasclr.report.markdown`: :func:`~drasclr.report.markdown.write_report`, the Markdown
   run report with its figures and generated reading.
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from drasclr.report.plotting import colours, new_figure, save_png
+from drasclr.report.plotting import colours, new_figure, png_bytes, save_png
 
 
 # ------------------------------------------------------------------------------------ figures
@@ -334,3 +334,19 @@ def fraction_by_gold_plot(
         ax.tick_params(axis="x", labelsize=8)
     fig.suptitle(title, fontsize=11)
     return save_png(fig, path)
+
+
+def sweep_figure(table: pd.DataFrame, metric: str) -> bytes:
+    """Bar chart of the final metric per trial (PNG bytes)."""
+    params = [c for c in table.columns if c.startswith("param_")]
+    names = [", ".join(f"{c[6:]}={r[c]}" for c in params) for _, r in table.iterrows()]
+    fig = new_figure(max(6, 1.4 * len(names)), 4, dpi=100, constrained=False)
+    ax = fig.subplots()
+    vals = table[metric].to_numpy(dtype=float)
+    ax.bar(np.arange(len(vals)), vals, color="steelblue")
+    ax.set_xticks(np.arange(len(vals)), names, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel(metric)
+    ax.set_title(f"sweep: {metric} per trial (final evaluation; early-stopped trials at their "
+                 "last rung)", fontsize=9)
+    fig.tight_layout()
+    return png_bytes(fig, dpi=100)

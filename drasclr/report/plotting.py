@@ -19,7 +19,9 @@ from drasclr.fsutil import atomic_path
 __all__ = ["colours", "new_figure", "png_bytes", "save_png"]
 
 
-def new_figure(width: float, height: float, *, dpi: float = 110.0, constrained: bool = True) -> Figure:
+def new_figure(
+    width: float, height: float, *, dpi: float = 110.0, constrained: bool = True
+) -> Figure:
     """A figure on its own Agg canvas (thread-safe, no global backend).
 
     Args:
@@ -33,11 +35,11 @@ def new_figure(width: float, height: float, *, dpi: float = 110.0, constrained: 
     return fig
 
 
-def save_png(fig: Figure, path: str | Path) -> Path:
-    """Write ``fig`` as PNG to ``path`` atomically; returns the path."""
+def save_png(fig: Figure, path: str | Path, dpi: float | None = None) -> Path:
+    """Write ``fig`` as PNG to ``path`` atomically (``dpi``: default the figure's); returns it."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format="png", dpi=dpi if dpi is not None else "figure")
     return path
 
 
