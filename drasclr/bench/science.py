@@ -173,11 +173,11 @@ def subject_table(cohort: Path, store_path: Path, progress: bool) -> pd.DataFram
     from tqdm.auto import tqdm
 
     from drasclr.evaluate.boxes import read_scan
-    from drasclr.evaluate.inputs import store_preprocess_config
+    from drasclr.preprocess.config import saved_config
     from drasclr.store.reader import PatchStore
 
     store = PatchStore(store_path)
-    pp = store_preprocess_config(store_path)
+    pp = saved_config(store_path)
     man = store.manifest.set_index("subject_id")
     subjects = list(store.subject_ids)
     known = (man["laa950"] if "laa950" in man.columns
@@ -368,11 +368,11 @@ def dense_dice(
 
     from drasclr.evaluate.boxes import read_scan
     from drasclr.evaluate.detection import EMPHYSEMA_CODES
-    from drasclr.evaluate.inputs import store_preprocess_config
     from drasclr.evaluate.patch_probe import features_for_truth
     from drasclr.evaluate.science import DETECT_FRACTION
     from drasclr.features import dense_features, store_bounds
     from drasclr.imaging.overlap import dice
+    from drasclr.preprocess.config import saved_config
     from drasclr.probing import ALPHAS
     from drasclr.train.export import load_encoder
 
@@ -394,7 +394,7 @@ def dense_dice(
     encoder, _ = load_encoder(enc_dir)
     man = store.manifest.set_index("subject_id")
     bounds = store_bounds(store)
-    pp = store_preprocess_config(store.path)
+    pp = saved_config(store.path)
     scores = []
     for sid in dense_ids:
         scan, _ = read_scan(man.loc[sid, "input_path"], sid, cohort, spacing_mm=pp.spacing_mm,

@@ -5,7 +5,7 @@ store's grid, the lung mask and, for the dense experiments, the voxel truth. Thi
 the way preprocessing does (:func:`drasclr.imaging.io.read_ct` →
 :func:`drasclr.imaging.resample.resample_isotropic`, linear, -1024 HU outside → clip to the
 store's HU window; masks nearest-neighbour; the store's ``spacing_mm`` and lung segmentation
-settings, :func:`drasclr.evaluate.inputs.store_preprocess_config`), cuts the P^3 patch centred at
+settings, :func:`drasclr.preprocess.config.saved_config`), cuts the P^3 patch centred at
 each box centre (:func:`drasclr.imaging.boxes.cut_box_patches`; the box is a 32 mm cube, so at
 1 mm the 32^3 patch *is* the box), and carries the box centre into atlas space with the subject's
 inverse transform (manifest ``inverse_transform``, subject LPS mm → atlas LPS mm) and the landmark
@@ -111,7 +111,7 @@ def read_scan(
 
     The defaults (1 mm, the default segmentation) are those of a store without a saved config;
     the evaluation passes the store's own settings
-    (:func:`drasclr.evaluate.inputs.store_preprocess_config`).
+    (:func:`drasclr.preprocess.config.saved_config`).
 
     Args:
         input_path: the scan (the manifest's ``input_path``).

@@ -42,6 +42,7 @@ from drasclr.tables import (
     Column,
     SchemaError,
     TableSchema,
+    _first_bad,
     load_schema,
     schema_from_dict,
 )
@@ -142,7 +143,7 @@ def check_table(frame: pd.DataFrame, table: str, schema: str | None = None) -> N
         col = contract.column_for(name_)
         assert col is not None
         if arr.null_count and not col.nullable:
-            row = int(np.flatnonzero(pc.is_null(arr).to_numpy(zero_copy_only=False))[0])
+            row = _first_bad(pc.is_null(arr))
             raise SchemaError(f"{where}: column '{name_}' has {arr.null_count} missing value(s) "
                               f"(first at row {row}) but is not nullable")
         expected, actual = contract.arrow_type(col), arr.type
@@ -154,6 +155,7 @@ def check_table(frame: pd.DataFrame, table: str, schema: str | None = None) -> N
         raise SchemaError(
             f"{where}: column '{name_}' has type {actual}, the schema says {col.type}"
         )
+
 
 def save_table(
     frame: pd.DataFrame, out_dir: Path, name: str, schema: str | None = None

@@ -1,10 +1,8 @@
-"""The evaluation's inputs: method feature folders and the settings of the store they came from.
+"""The evaluation's inputs: method feature folders.
 
-* :func:`read_method` checks a features folder (:func:`drasclr.features.extract_features`) and
-  reads what the evaluation needs from its info and config (:class:`MethodFeatures`).
-* :func:`store_preprocess_config` reads the preprocessing settings saved in the patch store, so
-  that the evaluation reads scans and voxel truth exactly as preprocessing did (resampling
-  ``spacing_mm``, lung segmentation ``segment``) instead of restating them.
+:func:`read_method` checks a features folder (:func:`drasclr.features.extract_features`) and
+reads what the evaluation needs from its info and config (:class:`MethodFeatures`). The settings
+of the store the features came from are read with :func:`drasclr.preprocess.config.saved_config`.
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ import pandas as pd
 from torch import nn
 
 from drasclr.evaluate.readouts import feature_frame
-from drasclr.preprocess.config import PreprocessConfig
 
 EncoderInput = nn.Module | str | Path
 """An encoder: an in-memory module, or an export / run folder."""
@@ -76,24 +73,3 @@ def image_frame(method: MethodFeatures) -> pd.DataFrame:
 
     ids, feats, _ = read_image_features(method.folder)
     return feature_frame(feats, ids)
-
-
-def store_preprocess_config(store_dir: str | Path) -> PreprocessConfig:
-    """The preprocessing settings a patch store was written with.
-
-    Read from ``preprocess_config.yaml`` in the store folder (saved by
-    :func:`drasclr.preprocess.run.run_preprocess`); the evaluation takes ``spacing_mm`` (the grid
-    scans, lung masks and voxel truth are resampled to before boxes and patches are cut) and
-    ``segment`` (the lung segmentation used where a subject has no truth lung mask) from it.
-
-    Falls back to the defaults (``PreprocessConfig()``: 1 mm, the default segmentation) only when
-    the store holds no saved config: stores written before the config was saved there. A saved
-    config that cannot be read is an error (:class:`drasclr.config.ConfigError`), never silently
-    replaced by the defaults.
-    """
-    from drasclr.preprocess.run import CONFIG_FILE
-
-    path = Path(store_dir) / CONFIG_FILE
-    if not path.is_file():
-        return PreprocessConfig()
-    return PreprocessConfig.load(path)

@@ -92,7 +92,7 @@ def read_patch_truth(
         store: the patch store the features were extracted from.
         subject_ids: subjects (default: every stored subject that has a truth file).
         spacing_mm: the store's resampling; None reads it from the store's saved preprocessing
-            config (:func:`drasclr.evaluate.inputs.store_preprocess_config`: 1 mm for a store
+            config (:func:`drasclr.preprocess.config.saved_config`: 1 mm for a store
             without one).
         threads: subjects read in parallel.
         progress: show a progress bar.
@@ -101,9 +101,9 @@ def read_patch_truth(
         Columns :data:`TRUTH_COLUMNS` (``valid``: the patch lies in the field of view).
     """
     if spacing_mm is None:
-        from drasclr.evaluate.inputs import store_preprocess_config
+        from drasclr.preprocess.config import saved_config
 
-        spacing_mm = store_preprocess_config(store.path).spacing_mm
+        spacing_mm = saved_config(store.path).spacing_mm
     truth = Path(cohort_dir) / "truth"
     ids = list(store.subject_ids if subject_ids is None else subject_ids)
     ids = [s for s in ids if (truth / f"{s}_lesions.nii.gz").is_file()]

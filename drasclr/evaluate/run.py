@@ -39,7 +39,7 @@ recomputing (``overwrite=True`` recomputes).
 
 Every table is checked against its data contract ``schemas/eval_<table>.json`` before it is
 written (:mod:`drasclr.evaluate.contracts`); scans and voxel truth are read with the store's own
-preprocessing settings (:func:`drasclr.evaluate.inputs.store_preprocess_config`).
+preprocessing settings (:func:`drasclr.preprocess.config.saved_config`).
 
 This module only orchestrates: it reads the inputs, decides which experiments the inputs allow,
 calls them and saves what they return. The experiments live in their own modules:
@@ -100,7 +100,6 @@ from drasclr.evaluate.inputs import (
     MethodFeatures,
     image_frame,
     read_method,
-    store_preprocess_config,
 )
 from drasclr.evaluate.label_efficiency import label_efficiency_table
 from drasclr.evaluate.patch_probe import cached_patch_truth, has_lesion_truth, patch_probe_tables
@@ -109,6 +108,7 @@ from drasclr.evaluate.readouts import ID_COLUMN, IMAGE_TASKS
 from drasclr.evaluate.survival import CONFOUNDERS, SURVIVAL_MODELS, survival_methods_table
 from drasclr.fsutil import atomic_write_text, file_sha256, slug
 from drasclr.labels import missing_columns
+from drasclr.preprocess.config import saved_config
 from drasclr.store.reader import PatchStore
 
 __all__ = ["EvaluationError", "available", "not_run", "run_evaluation"]
@@ -277,7 +277,7 @@ def run_evaluation(
         )
     manifest = store.manifest.set_index("subject_id")
     bounds = store_bounds(store)
-    preprocessing = store_preprocess_config(store.path)  # how the store read and segmented scans
+    preprocessing = saved_config(store.path)  # how the store read and segmented scans
     enc_names = [n for n in methods if n in encoders and not feats[n].random_locations]
     primary = PRIMARY if PRIMARY in enc_names else (enc_names[0] if enc_names else None)
 

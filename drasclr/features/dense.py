@@ -186,7 +186,7 @@ def _encode_nodes(
     """Encode the boxes centred at ``nodes_zyx`` -> (U, C) features or head outputs."""
     xyz = nodes_zyx[:, ::-1].astype(np.float64)
     centres_mm = voxel_to_mm(xyz, geometry)
-    locs = bounds.normalise(transform_points(inverse_transform, np.atleast_2d(centres_mm)))
+    locs = bounds.normalise(transform_points(inverse_transform, centres_mm))
     device = pick_device(device_name)
     out: list[np.ndarray] = []
     head_on = head.to(device) if isinstance(head, nn.Module) else head

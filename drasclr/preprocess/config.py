@@ -15,6 +15,7 @@ seconds).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar
 
 from drasclr.config import StageConfig, check
@@ -99,3 +100,21 @@ class PreprocessConfig(StageConfig):
         keep = self.replace(cpus_per_subject=1.0, workers=None, qc_figures=True,
                             retry_failed=False, max_worker_deaths=2)
         return keep.fingerprint()
+
+
+CONFIG_FILE = "preprocess_config.yaml"
+"""Where a preprocessing run saves its :class:`PreprocessConfig`, inside the store folder."""
+
+
+def saved_config(store_dir: str | Path) -> PreprocessConfig:
+    """The preprocessing settings a patch store was written with (``<store>/CONFIG_FILE``).
+
+    Later stages read ``spacing_mm`` and ``segment`` from here instead of restating them. Falls
+    back to the defaults (``PreprocessConfig()``: 1 mm, the default segmentation) only when the
+    store holds no saved config (stores written before the config was saved there); a saved
+    config that cannot be read is an error (:class:`drasclr.config.ConfigError`).
+    """
+    path = Path(store_dir) / CONFIG_FILE
+    if not path.is_file():
+        return PreprocessConfig()
+    return PreprocessConfig.load(path)

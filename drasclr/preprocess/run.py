@@ -53,7 +53,7 @@ from drasclr import faults
 from drasclr.fsutil import atomic_write_bytes, atomic_write_text
 from drasclr.imaging.atlas import Atlas, load_atlas
 from drasclr.imaging.io import InputError
-from drasclr.preprocess.config import PreprocessConfig
+from drasclr.preprocess.config import CONFIG_FILE, PreprocessConfig
 from drasclr.preprocess.inputs import discover_inputs, input_hash
 from drasclr.preprocess.subject import (
     SubjectResult,
@@ -74,7 +74,6 @@ __all__ = [
 ]
 
 
-CONFIG_FILE = "preprocess_config.yaml"
 
 
 SUMMARY_FILE = "reports/preprocess_summary.json"
