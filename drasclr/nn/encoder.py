@@ -22,6 +22,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from drasclr.imaging.intensity import INPUT_MAPS, map_input
 from drasclr.nn.condconv import (
     ConvPath,
     HyperConv3d,
@@ -89,6 +90,8 @@ class DrasEncoder(nn.Module):
         experts: experts per Loc-CondConv layer.
         hyper_hidden: hidden units of each hypernetwork layer (``"hypernet"`` only).
         loc_dim: location dimension (3).
+        input_map: fixed map applied to the [-1, 1] input first (``linear`` = none;
+            ``parenchyma``: :func:`drasclr.imaging.intensity.map_input`).
     """
 
     def __init__(
@@ -97,11 +100,15 @@ class DrasEncoder(nn.Module):
         experts: int = 8,
         hyper_hidden: int = 8,
         loc_dim: int = 3,
+        input_map: str = "linear",
     ) -> None:
         super().__init__()
         if conditioning not in CONDITIONINGS:
             raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}")
+        if input_map not in INPUT_MAPS:
+            raise ValueError(f"input_map must be one of {INPUT_MAPS}, got {input_map!r}")
         self.conditioning = conditioning
+        self.input_map = input_map
         self.layers = nn.ModuleList(
             ConvBNAct(make_conv(conditioning, i, o, s, experts, hyper_hidden), o)
             for i, o, s in ENCODER_LAYERS
@@ -133,6 +140,7 @@ class DrasEncoder(nn.Module):
             (B, 128) representation ``h``.
         """
         b = x.shape[0]
+        x = map_input(x, self.input_map)
         loc = loc.to(device=x.device, dtype=x.dtype)
         restore: Tensor | None = None
         if self.location_conditioned_convs:

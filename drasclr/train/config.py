@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 from drasclr.config import StageConfig, check
+from drasclr.imaging.intensity import INPUT_MAPS
 from drasclr.nn.encoder import CONDITIONINGS
 
 if TYPE_CHECKING:
@@ -85,6 +86,8 @@ class PretrainConfig(StageConfig):
             +-12 on 32^3 patches the two views of a patch can be 24 voxels apart, the contrastive
             task was barely learned and the projection drifted toward collapse; +-4 learned it
             better on 4 of 4 seeds, docs/results.md round 3).
+        input_map: the encoder's fixed input map (``linear``, the paper; ``parenchyma`` gives
+            HU below -600 80 % of the input range, :func:`drasclr.imaging.intensity.map_input`).
         probe_every: run the patch probe every this many steps (0 = never); needs ``probe_file``.
         probe_file: ``.npz`` of probe patches (``store_index``, ``landmark``, ``target``) written
             by :func:`drasclr.evaluate.patch_probe.write_probe_file`.
@@ -139,6 +142,7 @@ class PretrainConfig(StageConfig):
     density_scale: float = 0.0
     flip_prob: float = 0.0
     translate_vox: float = 4.0
+    input_map: str = "linear"
     probe_every: int = 0
     probe_file: str = ""
     collapse_cosine: float = 0.95
@@ -193,6 +197,8 @@ class PretrainConfig(StageConfig):
         check(0 <= self.density_scale < 0.5, s, "density_scale", "must be in [0, 0.5)")
         check(0 <= self.flip_prob <= 1, s, "flip_prob", "must be in [0, 1]")
         check(self.translate_vox >= 0, s, "translate_vox", "must be >= 0")
+        check(self.input_map in INPUT_MAPS, s, "input_map",
+              f"must be one of {list(INPUT_MAPS)}, got {self.input_map!r}")
         check(self.probe_every >= 0, s, "probe_every", "must be >= 0")
         check(self.probe_every == 0 or bool(self.probe_file), s, "probe_file",
               "probe_every > 0 needs a probe_file")

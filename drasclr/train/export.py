@@ -90,7 +90,8 @@ def export_initial_encoder(
     """
     store = store if isinstance(store, PatchStore) else PatchStore(store)
     torch.manual_seed(config.seed)  # the same draw as drasclr.train.loop.build_model
-    encoder = DrasEncoder(config.conditioning, experts=config.experts)
+    encoder = DrasEncoder(config.conditioning, experts=config.experts,
+                          input_map=config.input_map)
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous()
                for k, v in encoder.state_dict().items()}
     return _write_export(tensors, config, store, out_dir, {}, 0, 0, 1)
@@ -118,6 +119,7 @@ def _write_export(
             "conditioning": config.conditioning,
             "experts": config.experts,
             "loc_dim": 3,
+            "input_map": config.input_map,
             "representation_dim": REPRESENTATION_DIM,
         },
         "input": {
@@ -242,7 +244,8 @@ def load_encoder(
         )
     enc = cfg["encoder"]
     encoder = DrasEncoder(enc["conditioning"], experts=int(enc["experts"]),
-                          loc_dim=int(enc.get("loc_dim", 3)))
+                          loc_dim=int(enc.get("loc_dim", 3)),
+                          input_map=str(enc.get("input_map", "linear")))
     try:
         tensors = load_file(str(weights_file))
     except (SafetensorError, OSError) as err:

@@ -108,7 +108,8 @@ def build_model(
     applies the queue-size rule of :meth:`PretrainConfig.effective_queue_size`.
     """
     torch.manual_seed(config.seed)  # identical initial weights on every rank
-    encoder = DrasEncoder(config.conditioning, experts=config.experts)
+    encoder = DrasEncoder(config.conditioning, experts=config.experts,
+                          input_map=config.input_map)
     head = ProjectionHead(encoder.out_dim, 128, config.dim)
     size = (config.effective_queue_size(num_subjects) if num_subjects is not None
             else config.queue_size)

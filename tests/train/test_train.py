@@ -354,3 +354,18 @@ def test_steps_between_logs_read_nothing_back_from_the_device(store16: Path, tmp
         train_single_process(cfg, store16, tmp_path / f"r{steps}")
         reads.append(counts["n"])
     assert reads[0] == reads[1], reads
+
+
+def test_input_map_travels_with_the_export(store16: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(steps=2, checkpoint_every=2, input_map="parenchyma")
+    train_single_process(cfg, store16, tmp_path / "run", overwrite=True)
+    encoder, info = load_encoder(tmp_path / "run")
+    assert encoder.input_map == "parenchyma" and info["encoder"]["input_map"] == "parenchyma"
+    x = torch.linspace(-1, 1, 16 ** 3).view(1, 1, 16, 16, 16)
+    linear = load_encoder(tmp_path / "run")[0]
+    linear.input_map = "linear"
+    loc = torch.zeros(3)
+    with torch.no_grad():
+        assert not torch.allclose(encoder(x, loc), linear(x, loc))
+    with pytest.raises(ConfigError, match="input_map"):
+        tiny_config(input_map="log")
