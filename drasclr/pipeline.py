@@ -31,6 +31,7 @@ import pandas as pd
 
 from drasclr.config import StageConfig, check
 from drasclr.fsutil import atomic_write_text, slug
+from drasclr.imaging.intensity import INPUT_MAPS
 
 __all__ = [
     "METHODS",
@@ -92,6 +93,8 @@ class PipelineConfig(StageConfig):
             ``landmark``, methods with an encoder are also extracted with running statistics
             (``features/<method>_running``) for the detected fraction, whose box readout is
             fitted on the encoder's running-statistics outputs.
+        input_map: the encoders' input map, every method alike, the random encoder included
+            (:attr:`drasclr.train.config.PretrainConfig.input_map`).
     """
 
     stage: ClassVar[str] = "pipeline"
@@ -117,6 +120,7 @@ class PipelineConfig(StageConfig):
     atlas_candidates: int = 16
     stop_after: str | None = None
     bn_stats: str = "landmark"
+    input_map: str = "parenchyma"
 
     def validate(self) -> None:
         """Check the method names and ranges."""
@@ -131,6 +135,8 @@ class PipelineConfig(StageConfig):
         check(self.stop_after in (None, *STAGES), s, "stop_after", f"one of {list(STAGES)}")
         check(self.bn_stats in ("running", "landmark"), s, "bn_stats",
               f"must be 'running' or 'landmark', got {self.bn_stats!r}")
+        check(self.input_map in INPUT_MAPS, s, "input_map",
+              f"must be one of {list(INPUT_MAPS)}, got {self.input_map!r}")
         check(self.inputs is not None or self.labels is None, s, "labels",
               "a labels table goes with inputs (the synthetic cohort brings its own)")
 
@@ -190,7 +196,7 @@ def _pretrain_config(cfg: PipelineConfig, overrides: dict[str, Any], name: str) 
         steps=cfg.steps, batch_size=cfg.batch_size, queue_size=cfg.queue_size, lr=cfg.lr,
         workers=cfg.train_workers, cpus_per_worker=cfg.cpus_per_worker,
         checkpoint_every=max(10, cfg.steps // 3), lr_warmup_steps=min(20, cfg.steps // 10),
-        run_name=slug(name), seed=cfg.seed, **overrides)
+        run_name=slug(name), seed=cfg.seed, input_map=cfg.input_map, **overrides)
 
 
 def run_pipeline(

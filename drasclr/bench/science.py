@@ -32,6 +32,7 @@ import pandas as pd
 
 from drasclr.config import StageConfig, check
 from drasclr.fsutil import atomic_write_text, slug
+from drasclr.imaging.intensity import INPUT_MAPS
 
 #: Method -> pretraining overrides (None: the untrained encoder of the same seed).
 SCIENCE_METHODS: dict[str, dict[str, Any] | None] = {
@@ -71,6 +72,8 @@ class ScienceConfig(StageConfig):
         dense_subjects: subjects with dense maps (for ``dense_dice``), first pretraining seed only.
         dense_stride: voxel stride of the dense maps.
         probe_every: pretraining steps between training-time probes (0: none).
+        input_map: the encoder's input map for every method, the random encoder included
+            (:attr:`drasclr.train.config.PretrainConfig.input_map`).
     """
 
     stage: ClassVar[str] = "science"
@@ -91,6 +94,7 @@ class ScienceConfig(StageConfig):
     dense_subjects: int = 2
     dense_stride: int = 12
     probe_every: int = 50
+    input_map: str = "parenchyma"
 
     def validate(self) -> None:
         """Check ranges."""
@@ -100,6 +104,7 @@ class ScienceConfig(StageConfig):
         check(self.budget_minutes > 0, s, "budget_minutes", "must be > 0")
         check(self.bn_stats in ("running", "landmark"), s, "bn_stats", "running or landmark")
         check(self.dense_subjects >= 0, s, "dense_subjects", "must be >= 0")
+        check(self.input_map in INPUT_MAPS, s, "input_map", f"one of {list(INPUT_MAPS)}")
 
 
 def _silent(line: str) -> None:
@@ -227,7 +232,8 @@ def pretrain_method(
         return run / EXPORT_DIR
     base = method_config(cfg, name, seed, probe_file)
     if base is None:
-        return export_initial_encoder(PretrainConfig(seed=seed, run_name=slug(name)), store, run)
+        return export_initial_encoder(
+            PretrainConfig(seed=seed, run_name=slug(name), input_map=cfg.input_map), store, run)
     steps = budget_steps(out, cfg, name, seed, store, probe_file, say)
     train_single_process(base.replace(steps=steps), store, run, overwrite=True)
     return run / EXPORT_DIR
@@ -245,7 +251,7 @@ def method_config(cfg: ScienceConfig, name: str, seed: int, probe_file: Path) ->
         lr_warmup_steps=20, log_every=10, checkpoint_every=10**6, seed=seed,
         threads_per_worker=cfg.threads, probe_every=cfg.probe_every,
         probe_file=str(probe_file) if cfg.probe_every else "", run_name=slug(name),
-        **over)
+        input_map=cfg.input_map, **over)
 
 
 def budget_steps(
@@ -532,7 +538,8 @@ def run_from_args(args: argparse.Namespace, say: Any = _silent) -> dict[str, Any
     """``drasclr bench science``: :func:`run_science` with the command's options."""
     cfg = ScienceConfig(preset=args.preset, n_subjects=args.n, seed=args.seed,
                         budget_minutes=args.budget_minutes, batch_size=args.batch_size,
-                        seeds=tuple(range(args.pretrain_seeds)), bn_stats=args.bn_stats)
+                        seeds=tuple(range(args.pretrain_seeds)), bn_stats=args.bn_stats,
+                        **({"input_map": args.input_map} if args.input_map else {}))
     return run_science(args.out, cfg, progress=not args.quiet, say=say)
 
 
@@ -551,5 +558,7 @@ def register(sub: Any) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="subjects per pretraining batch")
     p.add_argument("--bn-stats", choices=("running", "landmark"), default="landmark",
                    help="BatchNorm statistics at feature extraction")
+    p.add_argument("--input-map", choices=INPUT_MAPS, default=None,
+                   help="the encoders' input map, every method alike (default: ScienceConfig's)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(bench_run=run_from_args)

@@ -86,8 +86,10 @@ class PretrainConfig(StageConfig):
             +-12 on 32^3 patches the two views of a patch can be 24 voxels apart, the contrastive
             task was barely learned and the projection drifted toward collapse; +-4 learned it
             better on 4 of 4 seeds, docs/results.md round 3).
-        input_map: the encoder's fixed input map (``linear``, the paper; ``parenchyma`` gives
-            HU below -600 80 % of the input range, :func:`drasclr.imaging.intensity.map_input`).
+        input_map: the encoder's fixed input map (``linear``: the paper's window scaling;
+            default ``parenchyma``: HU below -600 get 80 % of the input range,
+            :func:`drasclr.imaging.intensity.map_input`; it lifted the training-time patch probe
+            on 4 of 4 seeds, docs/results.md round 7).
         probe_every: run the patch probe every this many steps (0 = never); needs ``probe_file``.
         probe_file: ``.npz`` of probe patches (``store_index``, ``landmark``, ``target``) written
             by :func:`drasclr.evaluate.patch_probe.write_probe_file`.
@@ -142,7 +144,7 @@ class PretrainConfig(StageConfig):
     density_scale: float = 0.0
     flip_prob: float = 0.0
     translate_vox: float = 4.0
-    input_map: str = "linear"
+    input_map: str = "parenchyma"
     probe_every: int = 0
     probe_file: str = ""
     collapse_cosine: float = 0.95

@@ -42,6 +42,18 @@ def test_config_is_validated() -> None:
         ScienceConfig(n_subjects=5)
     with pytest.raises(ConfigError, match="bn_stats"):
         ScienceConfig(bn_stats="batch")
+    with pytest.raises(ConfigError, match="input_map"):
+        ScienceConfig(input_map="log")
+
+
+def test_every_method_gets_the_input_map(tmp_path: Path) -> None:
+    from drasclr.bench.science import method_config
+
+    cfg = ScienceConfig(input_map="parenchyma")
+    for name, over in SCIENCE_METHODS.items():
+        pc = method_config(cfg, name, 0, tmp_path / "probe.npz")
+        assert (pc is None) == (over is None)
+        assert pc is None or pc.input_map == "parenchyma"
 
 
 @pytest.mark.slow
