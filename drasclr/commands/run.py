@@ -17,7 +17,7 @@ def _run(args: argparse.Namespace) -> int:
                      atlas=args.atlas, steps=args.steps, seed=args.seed,
                      methods=tuple(args.method) if args.method else None,
                      stop_after=args.stop_after, batch_size=args.batch_size,
-                     queue_size=args.queue_size)
+                     queue_size=args.queue_size, input_map=args.input_map)
     t0 = time.perf_counter()
     try:
         report = run_pipeline(args.out, cfg, num_cpus=args.num_cpus, progress=not args.quiet)
@@ -31,6 +31,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add ``run``."""
+    from drasclr.imaging.intensity import INPUT_MAPS
     from drasclr.pipeline import STAGES
 
     p = sub.add_parser(
@@ -65,5 +66,8 @@ def register(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=None, help="training and fold seed (default 0)")
     p.add_argument("--num-cpus", type=int, default=None,
                    help="CPUs of the embedded Ray (default: all)")
+    p.add_argument("--input-map", choices=INPUT_MAPS, default=None,
+                   help="the encoders' input map (default parenchyma: HU below -600 get 80 %% "
+                        "of the input range; linear: the paper's window scaling)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=_run)

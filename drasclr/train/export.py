@@ -125,7 +125,8 @@ def _write_export(
         "input": {
             "patch_size": info.patch_size,
             "hu_window": list(info.hu_window),
-            "scaling": "clip HU to hu_window, then (hu + 1024) / 632 - 1 (drasclr.nn.hu_to_input)",
+            "scaling": "clip HU to hu_window, then (hu + 1024) / 632 - 1 (hu_to_input); the "
+                       "encoder applies encoder.input_map itself (drasclr.imaging.intensity)",
             "location": "landmarks_norm row of the patch's landmark (atlas space, [-1, 1] per axis)",
         },
         "landmarks": {
