@@ -84,8 +84,9 @@ def read_metrics(path: str | Path) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------ markdown
 def markdown_table(frame: pd.DataFrame, index: str | None = None) -> str:
-    """A GitHub Markdown table (index as first column when named)."""
-    f = frame.reset_index() if index is not None else frame
+    """A GitHub Markdown table (index as first column when named; a frame that already has
+    that column keeps it as is)."""
+    f = frame.reset_index() if index is not None and index not in frame.columns else frame
     if index is not None and f.columns[0] != index:
         f = f.rename(columns={f.columns[0]: index})
     cols = [str(c) for c in f.columns]
