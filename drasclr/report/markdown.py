@@ -84,9 +84,8 @@ def read_metrics(path: str | Path) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------ markdown
 def markdown_table(frame: pd.DataFrame, index: str | None = None) -> str:
-    """A GitHub Markdown table (index as first column when named; a frame that already has
-    that column keeps it as is)."""
-    f = frame.reset_index() if index is not None and index not in frame.columns else frame
+    """A GitHub Markdown table (index as first column when named)."""
+    f = frame.reset_index() if index is not None else frame
     if index is not None and f.columns[0] != index:
         f = f.rename(columns={f.columns[0]: index})
     cols = [str(c) for c in f.columns]
@@ -156,24 +155,24 @@ def flagged_share(overlap: pd.DataFrame | None) -> dict[str, float]:
 
 
 def probe_wide(probe: pd.DataFrame) -> pd.DataFrame:
-    """method x (target R², target AUC) cells ``mean ± sd``."""
+    """method (index) x (target R², target AUC) cells ``mean ± sd``."""
     out = pd.DataFrame(index=list(dict.fromkeys(probe["method"])))
     for t in dict.fromkeys(probe["target"]):
         d = probe[probe["target"] == t].set_index("method")
         out[f"{t} R²"] = [_mean_sd(d.loc[m, "r2"], d.loc[m, "r2_sd"]) for m in out.index]
         out[f"{t} AUC"] = [_mean_sd(d.loc[m, "auc"], d.loc[m, "auc_sd"]) for m in out.index]
-    return out.rename_axis("method").reset_index()
+    return out.rename_axis("method")
 
 
 def powered_wide(powered: pd.DataFrame) -> pd.DataFrame:
-    """method x metric cells ``mean ± sd`` of the powered image readouts."""
+    """method (index) x metric cells ``mean ± sd`` of the powered image readouts."""
     table = powered.pivot_table(index="method", columns="metric", values=["mean", "sd"],
                                 sort=False)
     out = pd.DataFrame(index=list(dict.fromkeys(powered["method"])))
     for metric in dict.fromkeys(powered["metric"]):
         out[metric] = [_mean_sd(table.loc[m, ("mean", metric)], table.loc[m, ("sd", metric)])
                        if ("mean", metric) in table.columns else "" for m in out.index]
-    return out.rename_axis("method").reset_index()
+    return out.rename_axis("method")
 
 
 def primary_name(results: Mapping[str, Any]) -> str:
