@@ -12,8 +12,9 @@ One command, one run folder, every stage resumable::
 
 Methods: DrasCLR, DrasCLR without the neighbour loss, plain MoCo (each pretrained with the same
 budget and >= 2 seeds), the random (untrained) encoder (same seeds), and the density baselines
-LAA-950 (patch) and LAA-950 (image). Each run's step count is set from a short calibration of
-its own step time, so every method gets the same minutes, not the same steps.
+LAA-950 (patch) and LAA-950 (image). Each run's step count is set from a calibration of its
+own steady-state step time (timed as it trains, in passes that alternate the methods), so every
+method gets the same minutes, not the same steps.
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ class ScienceConfig(StageConfig):
         probe_every: pretraining steps between training-time probes (0: none).
         input_map: the encoder's input map for every method, the random encoder included
             (:attr:`drasclr.train.config.PretrainConfig.input_map`).
+        calibration_steps: steps of one timing run per method and pass; the first quarter is
+            warm-up and not timed (:func:`calibrate`).
+        calibration_passes: timing passes over all methods, alternating them (the mean is used).
     """
 
     stage: ClassVar[str] = "science"
@@ -95,6 +99,8 @@ class ScienceConfig(StageConfig):
     dense_stride: int = 12
     probe_every: int = 50
     input_map: str = "parenchyma"
+    calibration_steps: int = 32
+    calibration_passes: int = 2
 
     def validate(self) -> None:
         """Check ranges."""
@@ -102,6 +108,8 @@ class ScienceConfig(StageConfig):
         check(self.n_subjects >= 20, s, "n_subjects", "needs at least 20 subjects")
         check(len(self.seeds) >= 1, s, "seeds", "at least one seed")
         check(self.budget_minutes > 0, s, "budget_minutes", "must be > 0")
+        check(self.calibration_steps >= 8, s, "calibration_steps", "must be >= 8")
+        check(self.calibration_passes >= 1, s, "calibration_passes", "must be >= 1")
         check(self.bn_stats in ("running", "landmark"), s, "bn_stats", "running or landmark")
         check(self.dense_subjects >= 0, s, "dense_subjects", "must be >= 0")
         check(self.input_map in INPUT_MAPS, s, "input_map", f"one of {list(INPUT_MAPS)}")
@@ -200,19 +208,46 @@ def subject_table(cohort: Path, store_path: Path, progress: bool) -> pd.DataFram
     return pd.DataFrame({"subject_id": subjects, "laa950_image": known.to_numpy()})
 
 
-def calibrated_steps(config: Any, store: Path, budget_s: float, scratch: Path) -> tuple[int, float]:
-    """Steps that fit ``budget_s`` for this config: time 8 steps, drop the first 3 (warm-up)."""
+def step_seconds(config: Any, store: Path, scratch: Path, steps: int) -> float:
+    """Steady-state seconds per training step of ``config``, timed as a real run trains.
+
+    Runs ``steps`` steps logging every ``steps // 4`` (so the host synchronisations of a logging
+    step are in the timing as in a real run) and times from the first log to the last: the
+    first quarter (model build, loader start, allocator warm-up) is left out.
+    """
     from drasclr.train.loop import read_metrics
     from drasclr.train.run import train_single_process
 
-    probe_cfg = config.replace(steps=8, log_every=1, probe_every=0, checkpoint_every=10**6,
-                               prefill_queue=False)
+    warm = steps // 4
+    probe_cfg = config.replace(steps=steps, log_every=warm, probe_every=0,
+                               checkpoint_every=10**6, prefill_queue=False)
     shutil.rmtree(scratch, ignore_errors=True)
     train_single_process(probe_cfg, store, scratch, overwrite=True)
-    times = [m["time"] for m in read_metrics(scratch) if m.get("event") == "train"]
+    times = {m["step"]: m["time"] for m in read_metrics(scratch) if m.get("event") == "train"}
     shutil.rmtree(scratch, ignore_errors=True)
-    step_s = float(np.median(np.diff(times[2:]))) if len(times) >= 5 else budget_s
-    return max(10, int(budget_s / max(step_s, 1e-3))), step_s
+    last = max(times)
+    return (times[last] - times[warm]) / (last - warm)
+
+
+def calibrate(
+    configs: dict[str, Any], store: Path, scratch: Path, steps: int, passes: int,
+    say: Any = _silent,
+) -> dict[str, dict[str, Any]]:
+    """Seconds per step of every method, timed in ``passes`` alternating passes.
+
+    Pass p times every method once (A, B, C, A, B, C, ...), so a change in the machine's load
+    during calibration reaches every method alike; a method's step time is the mean over passes.
+
+    Returns:
+        method -> ``{"seconds_per_step": mean, "passes": [seconds per step of each pass]}``.
+    """
+    timed: dict[str, list[float]] = {m: [] for m in configs}
+    for p in range(passes):
+        for m, cfg in configs.items():
+            timed[m].append(step_seconds(cfg, store, scratch, steps))
+            say(f"[science] calibration pass {p + 1}/{passes}: {m} {timed[m][-1]:.3f} s/step")
+    return {m: {"seconds_per_step": float(np.mean(t)), "passes": [round(x, 4) for x in t]}
+            for m, t in timed.items()}
 
 
 def pretrain_method(
@@ -260,20 +295,21 @@ def budget_steps(
 ) -> int:
     """Steps of one method within the budget, from a calibration of its step time.
 
-    Every trained method is calibrated once, back to back, before any training (cached in
+    Every trained method is calibrated before any training, in alternating passes (cached in
     ``calibration.json``), so all methods are timed under the same machine conditions. ``say``
-    receives one progress line per calibrated method.
+    receives one progress line per timing run and one per method's step count.
     """
     path = out / "calibration.json"
     table = json.loads(path.read_text()) if path.exists() else {}
     if name not in table:
-        for m, over in SCIENCE_METHODS.items():
-            if over is None or m in table:
-                continue
-            steps, step_s = calibrated_steps(method_config(cfg, m, cfg.seeds[0], probe_file),
-                                             store, cfg.budget_minutes * 60, out / "scratch")
-            table[m] = {"steps": steps, "seconds_per_step": round(step_s, 3)}
-            say(f"[science] {m}: {step_s:.2f} s/step -> {steps} steps")
+        trained = {m: method_config(cfg, m, cfg.seeds[0], probe_file)
+                   for m, over in SCIENCE_METHODS.items() if over is not None}
+        table = calibrate(trained, store, out / "scratch", cfg.calibration_steps,
+                          cfg.calibration_passes, say)
+        budget_s = cfg.budget_minutes * 60
+        for m, row in table.items():
+            row["steps"] = max(10, int(budget_s / max(row["seconds_per_step"], 1e-3)))
+            say(f"[science] {m}: {row['seconds_per_step']:.3f} s/step -> {row['steps']} steps")
         atomic_write_text(path, json.dumps(table, indent=1))
     return int(table[name]["steps"])
 

@@ -105,3 +105,29 @@ def test_subject_table_reads_the_manifest_and_segments_only_what_it_lacks(
     assert read == ["b"]
     assert table["subject_id"].tolist() == ["a", "b", "c"]
     assert table["laa950_image"].tolist() == pytest.approx([0.1, 0.2, 0.3])
+
+
+def test_calibration_alternates_methods_and_times_steady_state_steps(tmp_path: Path) -> None:
+    from drasclr.bench.science import calibrate
+    from drasclr.train.config import PretrainConfig
+    from drasclr.train.synthetic import make_synthetic_store
+
+    store = make_synthetic_store(tmp_path / "store", 4, 12, 8, seed=3)
+    base = PretrainConfig(batch_size=4, queue_size=8, lr=0.05, threads_per_worker=1)
+    configs = {"with": base.replace(neighbours=2), "without": base.replace(neighbours=0)}
+    said: list[str] = []
+    table = calibrate(configs, store, tmp_path / "scratch", steps=8, passes=2, say=said.append)
+    # pass by pass, every method once per pass (A, B, A, B): load changes reach both alike
+    assert [line.split(": ")[1].split()[0] for line in said] == ["with", "without"] * 2
+    assert [line.split("pass ")[1][:3] for line in said] == ["1/2", "1/2", "2/2", "2/2"]
+    for row in table.values():
+        assert len(row["passes"]) == 2 and all(t > 0 for t in row["passes"])
+        assert row["seconds_per_step"] == pytest.approx(np.mean(row["passes"]), rel=1e-3)
+    assert not (tmp_path / "scratch").exists()
+
+
+def test_calibration_settings_are_validated() -> None:
+    with pytest.raises(ConfigError, match="calibration_steps"):
+        ScienceConfig(calibration_steps=4)
+    with pytest.raises(ConfigError, match="calibration_passes"):
+        ScienceConfig(calibration_passes=0)
