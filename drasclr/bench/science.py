@@ -327,7 +327,7 @@ def extract(out: Path, cfg: ScienceConfig, name: str, seed: int, encoder: Path, 
     suffix = "" if stats == cfg.bn_stats else f"_{stats}"
     folder = out / "features" / f"{slug(name)}_s{seed}{suffix}"
     extract_features(encoder, store, folder,
-                     FeaturesConfig(bn_stats=stats, batch_size=128))  # type: ignore[arg-type]
+                     FeaturesConfig(bn_stats=stats, batch_size=256))  # type: ignore[arg-type]
     return folder
 
 

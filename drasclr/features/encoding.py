@@ -200,7 +200,9 @@ def encode_patches_landmark_bn(
 
     A copy of the encoder re-estimates every BatchNorm layer's mean and variance from
     ``patches_hu`` (cumulative average over chunks of ``chunk``; one chunk is the exact batch
-    statistic), then encodes them in inference mode. The encoder itself is not changed. A single
+    statistic), then encodes them in inference mode. When the patches fit one chunk, their
+    exact batch statistics are applied in the same pass (BatchNorm in training mode, no
+    gradients): one forward pass instead of two. The encoder itself is not changed. A single
     patch has no batch statistic and is encoded with the running statistics.
 
     Args:
@@ -217,6 +219,10 @@ def encode_patches_landmark_bn(
         with torch.inference_mode():
             return encode_patches(encoder, patches_hu, locations, device)
     local = copy.deepcopy(encoder)
+    if n <= chunk:
+        local.train()
+        with torch.no_grad():
+            return encode_patches(local, patches_hu, locations, device)
     norms = [m for m in local.modules() if isinstance(m, _BatchNorm)]
     for m in norms:
         m.reset_running_stats()

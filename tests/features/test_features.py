@@ -428,3 +428,31 @@ def test_landmark_batchnorm_statistics(store_path: Path) -> None:
     assert np.isfinite(chunked.features[ok]).all()
     with pytest.raises(Exception, match="order: landmark"):
         FeaturesConfig(bn_stats="landmark", order="subject")
+
+
+def test_landmark_batchnorm_in_one_pass_uses_the_exact_batch_statistics() -> None:
+    """Patches that fit one chunk are encoded in one pass with their own batch statistics; the
+    two-pass estimate (running statistics set from the same chunk, then inference) differs only
+    by the unbiased variance's n / (n - 1), and the encoder is left unchanged."""
+    import copy
+
+    from drasclr.features.encoding import encode_patches, encode_patches_landmark_bn
+
+    enc = _encoder(torch.float64).eval()
+    before = copy.deepcopy(enc.state_dict())
+    rng = np.random.default_rng(4)
+    patches = rng.normal(-700, 150, (48, 16, 16, 16)).astype(np.float32)
+    loc = np.array([0.1, -0.2, 0.3])
+    one = encode_patches_landmark_bn(enc, patches, loc, torch.device("cpu"), chunk=48)
+    manual = copy.deepcopy(enc).train()
+    with torch.no_grad():
+        expect = encode_patches(manual, patches, loc, torch.device("cpu"))
+    np.testing.assert_allclose(one, expect, rtol=1e-10, atol=1e-12)
+    running = encode_patches(enc, patches, loc, torch.device("cpu"))
+    assert not np.allclose(one, running, atol=1e-3)
+    # the two-pass path on two chunks of 24 estimates the same statistics
+    two = encode_patches_landmark_bn(enc, patches, loc, torch.device("cpu"), chunk=24)
+    scale = np.abs(one).mean()
+    assert np.abs(two - one).mean() < 0.1 * scale
+    for k, v in enc.state_dict().items():
+        assert torch.equal(v, before[k]), k
