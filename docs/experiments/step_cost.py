@@ -15,6 +15,7 @@ METHODS = {
     "full": dict(neighbours=2),
     "nongb": dict(neighbours=0),
     "rows8": dict(neighbours=2, neighbour_rows=8),
+    "nlocal": dict(neighbours=2, neighbour_local_weight=1.0),
     "moco": dict(model="moco", conditioning="none", neighbours=0),
 }
 store, modes = Path(sys.argv[1]), sys.argv[2:]

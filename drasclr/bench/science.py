@@ -78,6 +78,10 @@ class ScienceConfig(StageConfig):
         calibration_steps: steps of one timing run per method and pass; the first quarter is
             warm-up and not timed (:func:`calibrate`).
         calibration_passes: timing passes over all methods, alternating them (the mean is used).
+        neighbour_warmup_share: share of DrasCLR's wall-clock budget trained with the local
+            loss only before the neighbour loss joins (DESIGN.md §4 step 8's warm-up, in steps:
+            :attr:`drasclr.train.config.PretrainConfig.warmup_steps`); its local-only and full
+            steps are calibrated separately, so the budget stays equal (0: no warm-up).
     """
 
     stage: ClassVar[str] = "science"
@@ -101,6 +105,7 @@ class ScienceConfig(StageConfig):
     input_map: str = "parenchyma"
     calibration_steps: int = 32
     calibration_passes: int = 2
+    neighbour_warmup_share: float = 0.0
 
     def validate(self) -> None:
         """Check ranges."""
@@ -110,6 +115,8 @@ class ScienceConfig(StageConfig):
         check(self.budget_minutes > 0, s, "budget_minutes", "must be > 0")
         check(self.calibration_steps >= 8, s, "calibration_steps", "must be >= 8")
         check(self.calibration_passes >= 1, s, "calibration_passes", "must be >= 1")
+        check(0 <= self.neighbour_warmup_share < 1, s, "neighbour_warmup_share",
+              "must be in [0, 1)")
         check(self.bn_stats in ("running", "landmark"), s, "bn_stats", "running or landmark")
         check(self.dense_subjects >= 0, s, "dense_subjects", "must be >= 0")
         check(self.input_map in INPUT_MAPS, s, "input_map", f"one of {list(INPUT_MAPS)}")
@@ -269,8 +276,9 @@ def pretrain_method(
     if base is None:
         return export_initial_encoder(
             PretrainConfig(seed=seed, run_name=slug(name), input_map=cfg.input_map), store, run)
-    steps = budget_steps(out, cfg, name, seed, store, probe_file, say)
-    train_single_process(base.replace(steps=steps), store, run, overwrite=True)
+    steps, warmup = budget_steps(out, cfg, name, seed, store, probe_file, say)
+    train_single_process(base.replace(steps=steps, warmup_steps=warmup), store, run,
+                         overwrite=True)
     return run / EXPORT_DIR
 
 
@@ -289,29 +297,56 @@ def method_config(cfg: ScienceConfig, name: str, seed: int, probe_file: Path) ->
         input_map=cfg.input_map, **over)
 
 
+#: Calibration-table suffix of a neighbour method's local-only (warm-up) steps.
+LOCAL_ONLY = " [local-only steps]"
+
+
+def split_budget(budget_s: float, full_s: float, local_s: float, share: float) -> tuple[int, int]:
+    """``(steps, warm-up steps)`` filling ``budget_s``: ``share`` of it with local-only steps of
+    ``local_s`` seconds, the rest with full steps of ``full_s`` seconds (at least 10 steps)."""
+    warm = int(share * budget_s / max(local_s, 1e-3)) if share > 0 else 0
+    full = int((1 - share) * budget_s / max(full_s, 1e-3))
+    return max(10, warm + full), warm
+
+
 def budget_steps(
     out: Path, cfg: ScienceConfig, name: str, seed: int, store: Path, probe_file: Path,
     say: Any = _silent,
-) -> int:
-    """Steps of one method within the budget, from a calibration of its step time.
+) -> tuple[int, int]:
+    """Steps (and neighbour warm-up steps) of one method within the budget, from a calibration
+    of its step time.
 
     Every trained method is calibrated before any training, in alternating passes (cached in
-    ``calibration.json``), so all methods are timed under the same machine conditions. ``say``
-    receives one progress line per timing run and one per method's step count.
+    ``calibration.json``), so all methods are timed under the same machine conditions; with
+    ``neighbour_warmup_share`` a neighbour method's local-only steps are timed as one more
+    entry. ``say`` receives one progress line per timing run and one per method's step count.
     """
     path = out / "calibration.json"
     table = json.loads(path.read_text()) if path.exists() else {}
     if name not in table:
-        trained = {m: method_config(cfg, m, cfg.seeds[0], probe_file)
-                   for m, over in SCIENCE_METHODS.items() if over is not None}
+        trained: dict[str, Any] = {}
+        for m, over in SCIENCE_METHODS.items():
+            if over is None:
+                continue
+            trained[m] = method_config(cfg, m, cfg.seeds[0], probe_file)
+            if over.get("neighbours") and cfg.neighbour_warmup_share > 0:
+                trained[m + LOCAL_ONLY] = trained[m].replace(warmup_steps=10**9)
         table = calibrate(trained, store, out / "scratch", cfg.calibration_steps,
                           cfg.calibration_passes, say)
         budget_s = cfg.budget_minutes * 60
-        for m, row in table.items():
-            row["steps"] = max(10, int(budget_s / max(row["seconds_per_step"], 1e-3)))
-            say(f"[science] {m}: {row['seconds_per_step']:.3f} s/step -> {row['steps']} steps")
+        for m in trained:
+            if m.endswith(LOCAL_ONLY):
+                continue
+            row = table[m]
+            local = table.get(m + LOCAL_ONLY, row)["seconds_per_step"]
+            share = cfg.neighbour_warmup_share if m + LOCAL_ONLY in table else 0.0
+            row["steps"], row["warmup_steps"] = split_budget(
+                budget_s, row["seconds_per_step"], local, share)
+            say(f"[science] {m}: {row['seconds_per_step']:.3f} s/step -> {row['steps']} steps"
+                + (f" ({row['warmup_steps']} local-only at {local:.3f} s/step)"
+                   if row["warmup_steps"] else ""))
         atomic_write_text(path, json.dumps(table, indent=1))
-    return int(table[name]["steps"])
+    return int(table[name]["steps"]), int(table[name].get("warmup_steps", 0))
 
 
 def extract(out: Path, cfg: ScienceConfig, name: str, seed: int, encoder: Path, store: Path,
@@ -575,7 +610,9 @@ def run_from_args(args: argparse.Namespace, say: Any = _silent) -> dict[str, Any
     cfg = ScienceConfig(preset=args.preset, n_subjects=args.n, seed=args.seed,
                         budget_minutes=args.budget_minutes, batch_size=args.batch_size,
                         seeds=tuple(range(args.pretrain_seeds)), bn_stats=args.bn_stats,
-                        **({"input_map": args.input_map} if args.input_map else {}))
+                        **({"input_map": args.input_map} if args.input_map else {}),
+                        **({"neighbour_warmup_share": args.neighbour_warmup_share}
+                           if args.neighbour_warmup_share is not None else {}))
     return run_science(args.out, cfg, progress=not args.quiet, say=say)
 
 
@@ -596,5 +633,8 @@ def register(sub: Any) -> None:
                    help="BatchNorm statistics at feature extraction")
     p.add_argument("--input-map", choices=INPUT_MAPS, default=None,
                    help="the encoders' input map, every method alike (default: ScienceConfig's)")
+    p.add_argument("--neighbour-warmup-share", type=float, default=None,
+                   help="share of DrasCLR's budget trained with the local loss only "
+                        "(default: ScienceConfig's)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(bench_run=run_from_args)

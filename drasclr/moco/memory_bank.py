@@ -76,6 +76,10 @@ class MemoryBank(nn.Module):
         """Global landmark ids in row order."""
         return tuple(self._rows)
 
+    def owns(self, landmark: int) -> bool:
+        """Whether this bank holds a queue for the global landmark id."""
+        return int(landmark) in self._rows
+
     def row(self, landmark: int) -> int:
         """Local row of a global landmark id; KeyError naming the owned ids if not owned."""
         try:

@@ -14,7 +14,7 @@ bank differs between workers (landmark sharding), so its buffers are listed in
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,10 +22,10 @@ from torch import Tensor, nn
 
 from drasclr.moco.losses import (
     TEMPERATURE,
+    contrast_logits,
     contrast_logits_real,
     contrast_top1,
     info_nce,
-    local_contrastive_loss,
     neighbour_contrastive_loss,
 )
 from drasclr.moco.memory_bank import EMPTY, MemoryBank
@@ -166,6 +166,47 @@ class DrasCLR(nn.Module):
         return self.memory_bank.landmarks[0] if self.global_queue else landmark
 
     # ------------------------------------------------------------------ training step
+    def _local(
+        self, q: Tensor, keys: Tensor, landmark: int, subjects: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor | None, Tensor, Tensor | None]:
+        """Local-contrast logits of anchors ``q`` against their positives ``keys`` at a landmark.
+
+        Negatives are the landmark's queue (empty when this worker holds no queue for it) and,
+        with ``batch_negatives``, the other rows' keys.
+
+        Returns:
+            ``(logits, usable negatives per row (mean), batch keys or None, queue, queue
+            validity (A, K) or None for the published every-slot formulation)``.
+        """
+        owned = self.global_queue or self.memory_bank.owns(landmark)
+        if owned:
+            bank_row = self.bank_landmark(landmark)
+            negatives = self.memory_bank.negatives(bank_row).to(q.dtype)
+        else:
+            negatives = q.new_zeros((0, q.shape[1]))
+        valid: Tensor | None = None
+        if self.mask_queue and owned:
+            ids = self.memory_bank.negative_subjects(bank_row).to(q.device)
+            valid = (ids != EMPTY).unsqueeze(0).expand(q.shape[0], -1)
+            if subjects is not None:
+                own = ids.unsqueeze(0) == subjects.to(ids.device).view(-1, 1)
+                valid = valid & ~own
+        if valid is None and owned and not self.batch_negatives:  # the published formulation
+            logits = contrast_logits(q, keys, negatives, self.temperature)
+            n_neg = torch.full((), float(negatives.shape[0]), device=q.device)
+            return logits, n_neg, None, negatives, None
+        if valid is None:
+            valid = torch.ones(q.shape[0], negatives.shape[0], dtype=torch.bool,
+                               device=q.device)
+        batch_keys = keys if self.batch_negatives else None
+        logits = contrast_logits_real(q, keys, batch_keys, negatives, valid, self.temperature)
+        # usable negatives per query (a row without any has loss 0; the loop's metrics report
+        # the mean, so an empty queue without in-batch negatives is visible)
+        n_neg = valid.sum(dim=1).to(q.dtype).mean()
+        if self.batch_negatives:
+            n_neg = n_neg + (q.shape[0] - 1)
+        return logits, n_neg, batch_keys, negatives, valid
+
     def forward(
         self,
         query: Tensor,
@@ -177,6 +218,9 @@ class DrasCLR(nn.Module):
         neighbour_weight: float = 1.0,
         update_key_encoder: bool = True,
         subjects: Tensor | None = None,
+        neighbour_keys: Tensor | None = None,
+        neighbour_landmarks: Sequence[int] | None = None,
+        neighbour_local_weight: float = 0.0,
     ) -> dict[str, Tensor]:
         """Losses of one batch of subjects at one landmark.
 
@@ -194,21 +238,22 @@ class DrasCLR(nn.Module):
             subjects: (B,) subject ids (store indices) of the batch, used to mask the queue's
                 keys of a query's own subject (needed with ``mask_queue``; None masks only
                 empty slots).
+            neighbour_keys: (B, k, 1, P, P, P) second augmented views ``aug'(x_ij')`` of the
+                neighbour patches (all B rows), for the neighbours' own local losses.
+            neighbour_landmarks: the k global landmark ids ``j'`` (their queues, where held).
+            neighbour_local_weight: gamma of ``L = L_loc,j + gamma sum_j' L_loc,j' + beta
+                L_ngb``: the neighbour embeddings ``r_j'`` (already computed for the neighbour
+                loss) are also queries of their own landmark's local contrast, so the query
+                pass over the neighbour patches serves both losses. 0 (default): the paper's
+                loss.
 
         Returns:
             ``loss`` (scalar, with graph), ``local_loss``, ``neighbour_loss`` (0 when not computed),
             ``top1`` (local contrast accuracy, 0-1), ``negatives`` (mean usable negatives per
-            query), ``keys`` (B, D) detached keys to enqueue, ``q`` (B, D) detached queries.
+            query), ``keys`` (B, D) detached keys to enqueue, ``q`` (B, D) detached queries,
+            and with neighbour local losses ``neighbour_keys`` (B, k, D) detached keys to
+            enqueue in the neighbours' queues.
         """
-        bank_row = self.bank_landmark(landmark)
-        negatives = self.memory_bank.negatives(bank_row).to(query.dtype)
-        valid: Tensor | None = None
-        if self.mask_queue:
-            ids = self.memory_bank.negative_subjects(bank_row).to(query.device)
-            valid = (ids != EMPTY).unsqueeze(0).expand(query.shape[0], -1)
-            if subjects is not None:
-                own = ids.unsqueeze(0) == subjects.to(ids.device).view(-1, 1)
-                valid = valid & ~own
         q = self.embed(query, loc)
 
         neighbour_loss: Tensor | None = None
@@ -219,6 +264,7 @@ class DrasCLR(nn.Module):
             and neighbours.shape[1] > 0
         )
         r: Tensor | None = None
+        flat_locs: Tensor | None = None
         if use_ngb:
             assert neighbours is not None and neighbour_locs is not None
             b, k = neighbours.shape[:2]
@@ -228,39 +274,47 @@ class DrasCLR(nn.Module):
             flat = neighbours.reshape(b * k, *neighbours.shape[2:])
             flat_locs = neighbour_locs.to(query.dtype).repeat(b, 1)  # row b*k + j -> l_j'
             r = self.embed(flat, flat_locs).view(b, k, -1)
+        ngb_local = r is not None and neighbour_local_weight != 0.0 and neighbour_keys is not None
+        if ngb_local:
+            assert r is not None and neighbour_keys is not None and flat_locs is not None
+            if neighbour_landmarks is None or len(neighbour_landmarks) != r.shape[1]:
+                raise ValueError("neighbour local losses need the k neighbour landmark ids")
+            if neighbour_keys.shape[:2] != r.shape[:2] or r.shape[0] != query.shape[0]:
+                raise ValueError(
+                    f"neighbour_keys must be ({query.shape[0]}, {r.shape[1]}, ...) like the "
+                    f"neighbours of every row, got {tuple(neighbour_keys.shape)}")
 
         if update_key_encoder:
             self.momentum_update()
         keys = self.embed_keys(key, loc)
+        nkeys: Tensor | None = None
+        if ngb_local:
+            assert neighbour_keys is not None and flat_locs is not None and r is not None
+            nkeys = self.embed_keys(
+                neighbour_keys.reshape(-1, *neighbour_keys.shape[2:]), flat_locs
+            ).view(r.shape[0], r.shape[1], -1)
 
-        if valid is None and not self.batch_negatives:  # the published formulation
-            local_loss, logits = local_contrastive_loss(q, keys, negatives, self.temperature)
-            n_neg = torch.full((), float(negatives.shape[0]), device=q.device)
-            if r is not None:
-                neighbour_loss, _ = neighbour_contrastive_loss(r, keys[: r.shape[0]], negatives,
-                                                               self.temperature)
-        else:
-            if valid is None:
-                valid = torch.ones(q.shape[0], negatives.shape[0], dtype=torch.bool,
-                                   device=q.device)
-            batch_keys = keys if self.batch_negatives else None
-            logits = contrast_logits_real(q, keys, batch_keys, negatives, valid,
-                                          self.temperature)
-            # usable negatives per query (a row without any has loss 0; the loop's metrics
-            # report the mean, so an empty queue without in-batch negatives is visible)
-            n_neg = valid.sum(dim=1).to(q.dtype).mean()
-            if self.batch_negatives:
-                n_neg = n_neg + (q.shape[0] - 1)
-            local_loss = info_nce(logits)
-            if r is not None:  # the neighbour rows are the batch's first r.shape[0] subjects
-                a = r.shape[0]
+        logits, n_neg, batch_keys, negatives, valid = self._local(q, keys, landmark, subjects)
+        local_loss = info_nce(logits)
+        if r is not None:  # the neighbour rows are the batch's first r.shape[0] subjects
+            a = r.shape[0]
+            if valid is None and batch_keys is None:
+                neighbour_loss = neighbour_contrastive_loss(r, keys[:a], negatives,
+                                                            self.temperature)[0]
+            else:
+                assert valid is not None
                 neighbour_loss = info_nce(contrast_logits_real(
                     r.sum(dim=1), keys[:a], batch_keys, negatives, valid[:a], self.temperature))
         loss = local_loss
+        if ngb_local:
+            assert r is not None and nkeys is not None and neighbour_landmarks is not None
+            for i, lm in enumerate(neighbour_landmarks):
+                n_logits = self._local(r[:, i], nkeys[:, i], int(lm), subjects)[0]
+                loss = loss + neighbour_local_weight * info_nce(n_logits)
         if neighbour_loss is not None:
             loss = loss + neighbour_weight * neighbour_loss
         zero = torch.zeros((), dtype=local_loss.dtype, device=local_loss.device)
-        return {
+        out = {
             "loss": loss,
             "local_loss": local_loss.detach(),
             "neighbour_loss": zero if neighbour_loss is None else neighbour_loss.detach(),
@@ -269,6 +323,9 @@ class DrasCLR(nn.Module):
             "keys": keys,
             "q": q.detach(),
         }
+        if nkeys is not None:
+            out["neighbour_keys"] = nkeys
+        return out
 
     @torch.no_grad()
     def enqueue(self, landmark: int, keys: Tensor, subjects: Tensor | None = None) -> None:
@@ -317,8 +374,12 @@ class PlainMoCo(DrasCLR):
         neighbour_weight: float = 0.0,
         update_key_encoder: bool = True,
         subjects: Tensor | None = None,
+        neighbour_keys: Tensor | None = None,
+        neighbour_landmarks: Sequence[int] | None = None,
+        neighbour_local_weight: float = 0.0,
     ) -> dict[str, Tensor]:
-        """As :meth:`DrasCLR.forward`; without a location the encoder gets the origin."""
+        """As :meth:`DrasCLR.forward`; without a location the encoder gets the origin (the
+        neighbour arguments are ignored)."""
         if loc is None:
             loc = torch.zeros(3, dtype=query.dtype, device=query.device)
         return super().forward(

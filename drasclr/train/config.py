@@ -39,7 +39,17 @@ class PretrainConfig(StageConfig):
             paper). ``L_ngb`` is the mean over rows, so a random subset of rows estimates it
             without bias (the batch is shuffled) at a fraction of the cost: the neighbour
             patches are most of a DrasCLR step's work (2B of the 3B query-side patches).
+        neighbour_local_weight: gamma of ``L = L_loc,j + gamma sum_j' L_loc,j' + beta L_ngb``
+            (0 = the paper's loss). The neighbour patches ``x_ij'`` are encoded by the query
+            encoder for the neighbour loss anyway; with gamma > 0 they are also queries of
+            their own landmark's local contrast (a second augmented view is key-encoded, their
+            keys are enqueued in the neighbours' queues). The query pass then serves both
+            losses instead of spending two thirds of a step on the neighbour loss alone.
+            Needs ``neighbour_rows`` 0 (every row carries neighbours).
         warmup_epochs: epochs trained with the local loss only (beta = 0).
+        warmup_steps: optimizer steps trained with the local loss only (beta = 0), for runs
+            shorter than an epoch (either warm-up rule switches the neighbour loss off; the
+            neighbour patches are then neither augmented nor encoded).
         batch_size: B, subjects per batch (per worker); batches are dropped when incomplete.
         optimizer: ``sgd`` (the paper: SGD with ``sgd_momentum`` and L2 ``weight_decay``) or
             ``adamw`` (Adam with decoupled ``weight_decay``; default betas).
@@ -109,7 +119,9 @@ class PretrainConfig(StageConfig):
     neighbours: int = 2
     neighbour_weight: float = 1.0
     neighbour_rows: int = 0
+    neighbour_local_weight: float = 0.0
     warmup_epochs: int = 0
+    warmup_steps: int = 0
     batch_size: int = 128
     optimizer: OptimizerKind = "sgd"
     lr: float = 0.01
@@ -169,7 +181,11 @@ class PretrainConfig(StageConfig):
         check(self.neighbour_weight >= 0, s, "neighbour_weight", "must be >= 0")
         check(0 <= self.neighbour_rows <= self.batch_size, s, "neighbour_rows",
               f"must be in [0, batch_size = {self.batch_size}], got {self.neighbour_rows}")
+        check(self.neighbour_local_weight >= 0, s, "neighbour_local_weight", "must be >= 0")
+        check(self.neighbour_local_weight == 0 or self.neighbour_rows == 0, s,
+              "neighbour_local_weight", "needs neighbour_rows = 0 (every row carries neighbours)")
         check(self.warmup_epochs >= 0, s, "warmup_epochs", "must be >= 0")
+        check(self.warmup_steps >= 0, s, "warmup_steps", "must be >= 0")
         check(self.batch_size >= 2, s, "batch_size", f"must be >= 2, got {self.batch_size}")
         check(self.optimizer in ("sgd", "adamw"), s, "optimizer",
               f"must be 'sgd' or 'adamw', got {self.optimizer!r}")

@@ -190,7 +190,9 @@ def model_card(enc_cfg: dict[str, Any]) -> str:
         (f"- SGD lr {cfg['lr']} (cosine), momentum {cfg['sgd_momentum']}, weight decay "
         f"{cfg['weight_decay']}; tau {cfg['temperature']}, m {cfg['momentum']}, "
         f"K {cfg['queue_size']}, D {cfg['dim']}, experts {cfg['experts']}, "
-        f"beta {cfg['neighbour_weight']} after {cfg['warmup_epochs']} warm-up epoch(s)"),
+        f"beta {cfg['neighbour_weight']} after {cfg['warmup_epochs']} warm-up epoch(s) / "
+        f"{cfg.get('warmup_steps', 0)} step(s), neighbour local-loss weight "
+        f"{cfg.get('neighbour_local_weight', 0.0)}"),
         f"- seed {cfg['seed']}; config fingerprint `{tr['config_fingerprint']}`",
         "",
         "## Final metrics (last logging window)",

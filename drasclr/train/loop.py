@@ -480,20 +480,28 @@ def train_worker(
                 x, subjects = x[:, perm], subjects[perm]
             query = augment(x[0], gen, aug_params)
             key = augment(x[0], gen, aug_params)
-            ngb = None
-            if k:
+            beta = neighbour_weight_at(spec.epoch, config.neighbour_weight, config.warmup_epochs)
+            if step < config.warmup_steps:
+                beta = 0.0
+            ngb = nkey = None
+            if k and beta:
                 b = config.neighbour_rows or x.shape[1]
                 flat = augment(x[1:, :b].reshape(k * b, *x.shape[2:]), gen, aug_params)
                 ngb = flat.view(k, b, *x.shape[2:]).transpose(0, 1)
+                if config.neighbour_local_weight:
+                    flat = augment(x[1:].reshape(k * b, *x.shape[2:]), gen, aug_params)
+                    nkey = flat.view(k, b, *x.shape[2:]).transpose(0, 1)
             lr = learning_rate(config, step, n_total)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            beta = neighbour_weight_at(spec.epoch, config.neighbour_weight, config.warmup_epochs)
             loc = locations[spec.landmark]
-            nlocs = locations[torch.as_tensor(spec.neighbours, device=device)] if k else None
+            nlocs = (locations[torch.as_tensor(spec.neighbours, device=device)]
+                     if ngb is not None else None)
             out_step = train_model(
                 query, key, ngb, loc, nlocs, landmark=spec.landmark, neighbour_weight=beta,
-                subjects=subjects,
+                subjects=subjects, neighbour_keys=nkey,
+                neighbour_landmarks=spec.neighbours.tolist() if ngb is not None else None,
+                neighbour_local_weight=config.neighbour_local_weight,
             )
             optimizer.zero_grad(set_to_none=True)
             out_step["loss"].backward()
@@ -520,6 +528,10 @@ def train_worker(
                     torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
             optimizer.step()
             model.enqueue(spec.landmark, out_step["keys"], subjects)
+            if "neighbour_keys" in out_step:
+                for i, lm in enumerate(spec.neighbours.tolist()):
+                    if model.memory_bank.owns(lm):
+                        model.enqueue(lm, out_step["neighbour_keys"][:, i], subjects)
             step += 1
             window.add(out_step, config.batch_size, time.perf_counter() - t0,
                        loader.wait_seconds - wait0)

@@ -131,3 +131,37 @@ def test_calibration_settings_are_validated() -> None:
         ScienceConfig(calibration_steps=4)
     with pytest.raises(ConfigError, match="calibration_passes"):
         ScienceConfig(calibration_passes=0)
+
+
+def test_split_budget_fills_the_budget_with_both_kinds_of_step() -> None:
+    from drasclr.bench.science import split_budget
+
+    assert split_budget(180.0, 1.5, 0.5, 0.0) == (120, 0)
+    steps, warm = split_budget(180.0, 1.5, 0.5, 0.5)
+    assert (steps, warm) == (180 + 60, 180)
+    assert warm * 0.5 + (steps - warm) * 1.5 == pytest.approx(180.0)
+    assert split_budget(1.0, 1.5, 0.5, 0.5) == (10, 1)  # never fewer than 10 steps
+    with pytest.raises(ConfigError, match="neighbour_warmup_share"):
+        ScienceConfig(neighbour_warmup_share=1.0)
+
+
+def test_warmup_share_calibrates_the_local_only_steps(tmp_path: Path) -> None:
+    from drasclr.bench.science import LOCAL_ONLY, budget_steps
+    from drasclr.train.synthetic import make_synthetic_store
+
+    store = make_synthetic_store(tmp_path / "store", 4, 12, 8, seed=3)
+    cfg = ScienceConfig(batch_size=4, threads=1, probe_every=0, calibration_steps=8,
+                        calibration_passes=1, neighbour_warmup_share=0.5, budget_minutes=0.5)
+    said: list[str] = []
+    steps, warm = budget_steps(tmp_path, cfg, "DrasCLR", 0, store, tmp_path / "p.npz",
+                               said.append)
+    table = json.loads((tmp_path / "calibration.json").read_text())
+    assert set(table) == {"DrasCLR", "DrasCLR" + LOCAL_ONLY, "DrasCLR (no neighbour loss)",
+                          "plain MoCo"}
+    local = table["DrasCLR" + LOCAL_ONLY]["seconds_per_step"]
+    full = table["DrasCLR"]["seconds_per_step"]
+    assert warm == int(15.0 / local) > 0 and steps == max(10, warm + int(15.0 / full))
+    assert table["plain MoCo"]["warmup_steps"] == 0
+    assert budget_steps(tmp_path, cfg, "plain MoCo", 1, store, tmp_path / "p.npz") == (
+        table["plain MoCo"]["steps"], 0)
+    assert any("local-only" in line for line in said)

@@ -397,3 +397,48 @@ def test_neighbour_loss_of_the_first_rows_is_their_share_of_the_full_loss() -> N
     torch.testing.assert_close(full["neighbour_loss"], rows.mean(), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(part["neighbour_loss"], rows[:2].mean(), atol=1e-5, rtol=1e-5)
     assert part["neighbour_loss"] != full["neighbour_loss"]
+
+
+def test_neighbour_local_losses_reuse_the_neighbour_queries() -> None:
+    """``neighbour_local_weight`` gamma: ``L = L_loc,j + gamma sum_j' L_loc,j' + beta L_ngb``,
+    each neighbour's local contrast uses its own queue (where this worker holds one) and the
+    batch's other subjects at that landmark; without a queue only the in-batch negatives."""
+    torch.manual_seed(0)
+    model = DrasCLR.build(landmarks=[1, 4], queue_size=6, seed=0).eval()
+    model.batch_negatives, model.mask_queue = True, True
+    data = _batch(b=4)
+    g = torch.Generator().manual_seed(7)
+    nkey = torch.randn(4, 2, 1, P, P, P, generator=g)
+    subjects = torch.tensor([10, 11, 12, 13])
+    # landmark 1 (neighbour 0) has a queue holding keys of subjects 11 and 20; landmark 9
+    # (neighbour 1) has no queue on this worker
+    model.enqueue(1, F.normalize(torch.randn(3, 128, generator=g), dim=1),
+                  torch.tensor([11, 20, 20]))
+    base = model(**data, landmark=4, neighbour_weight=0.5, update_key_encoder=False,
+                 subjects=subjects)
+    out = model(**data, landmark=4, neighbour_weight=0.5, update_key_encoder=False,
+                subjects=subjects, neighbour_keys=nkey, neighbour_landmarks=[1, 9],
+                neighbour_local_weight=0.25)
+    torch.testing.assert_close(out["local_loss"], base["local_loss"])
+    torch.testing.assert_close(out["neighbour_loss"], base["neighbour_loss"])
+    assert out["neighbour_keys"].shape == (4, 2, 128) and not out["neighbour_keys"].requires_grad
+    with torch.no_grad():
+        locs = data["neighbour_locs"]
+        r = [F.normalize(model.head(model.encoder(data["neighbours"][:, j], locs[j])), dim=1)
+             for j in range(2)]
+        kn = [F.normalize(model.key_head(model.key_encoder(nkey[:, j], locs[j])), dim=1)
+              for j in range(2)]
+    torch.testing.assert_close(out["neighbour_keys"], torch.stack(kn, 1), atol=1e-5, rtol=1e-5)
+    queue = model.memory_bank.negatives(1).double().numpy()
+    ids = model.memory_bank.negative_subjects(1).numpy()
+    usable = (ids[None] >= 0) & (ids[None] != subjects.numpy()[:, None])
+    own_queue = _real_negative_loss(r[0].double().numpy(), kn[0].double().numpy(), queue,
+                                    usable, 0.2)
+    batch_only = _real_negative_loss(r[1].double().numpy(), kn[1].double().numpy(),
+                                     np.zeros((0, 128)), np.zeros((4, 0), dtype=bool), 0.2)
+    expected = base["loss"].item() + 0.25 * (own_queue + batch_only)
+    assert out["loss"].item() == pytest.approx(expected, rel=1e-4)
+    assert out["loss"].requires_grad
+    with pytest.raises(ValueError, match="landmark ids"):
+        model(**data, landmark=4, update_key_encoder=False, subjects=subjects,
+              neighbour_keys=nkey, neighbour_landmarks=[1], neighbour_local_weight=1.0)

@@ -369,3 +369,37 @@ def test_input_map_travels_with_the_export(store16: Path, tmp_path: Path) -> Non
         assert not torch.allclose(encoder(x, loc), linear(x, loc))
     with pytest.raises(ConfigError, match="input_map"):
         tiny_config(input_map="log")
+
+
+def test_neighbour_local_losses_fill_the_neighbours_queues(store16: Path, tmp_path: Path) -> None:
+    """With ``neighbour_local_weight`` one step writes keys into the anchor's and each
+    neighbour's queue (B per landmark); the paper's loss writes only the anchor's."""
+    paper = train_single_process(tiny_config(steps=1, checkpoint_every=1), store16,
+                                 tmp_path / "paper")
+    local = train_single_process(tiny_config(steps=1, checkpoint_every=1,
+                                             neighbour_local_weight=1.0), store16,
+                                 tmp_path / "local")
+    assert paper is not None and local is not None
+    filled = {}
+    for name in ("paper", "local"):
+        subjects = _files(tmp_path / name)[1]["memory_bank"]["subjects"]
+        filled[name] = (subjects >= 0).sum(dim=1)
+    assert sorted(filled["paper"].tolist()) == [0] * (L - 1) + [4]
+    assert sorted(filled["local"].tolist()) == [0] * (L - 3) + [4, 4, 4]
+    train = [r for r in read_metrics(tmp_path / "local") if r["event"] == "train"]
+    assert np.isfinite(train[0]["loss"]) and train[0]["loss"] > train[0]["local_loss"]
+    with pytest.raises(ConfigError, match="neighbour_rows"):
+        tiny_config(neighbour_local_weight=1.0, neighbour_rows=2)
+
+
+def test_neighbour_warmup_in_steps(store16: Path, tmp_path: Path) -> None:
+    """``warmup_steps``: the first steps train the local loss only (no neighbour pass)."""
+    cfg = tiny_config(steps=4, warmup_steps=2, checkpoint_every=100)
+    train_single_process(cfg, store16, tmp_path / "run")
+    train = [r for r in read_metrics(tmp_path / "run") if r["event"] == "train"]
+    assert [r["neighbour_weight"] for r in train] == [0.0, 0.0, 1.0, 1.0]
+    assert [r["neighbour_loss"] > 0 for r in train] == [False, False, True, True]
+    for r in train[:2]:
+        assert r["loss"] == pytest.approx(r["local_loss"])
+    with pytest.raises(ConfigError, match="warmup_steps"):
+        tiny_config(warmup_steps=-1)
