@@ -167,18 +167,20 @@ class DrasCLR(nn.Module):
 
     # ------------------------------------------------------------------ training step
     def _local(
-        self, q: Tensor, keys: Tensor, landmark: int, subjects: Tensor | None
+        self, q: Tensor, keys: Tensor, landmark: int, subjects: Tensor | None,
+        must_own: bool = True,
     ) -> tuple[Tensor, Tensor, Tensor | None, Tensor, Tensor | None]:
         """Local-contrast logits of anchors ``q`` against their positives ``keys`` at a landmark.
 
-        Negatives are the landmark's queue (empty when this worker holds no queue for it) and,
-        with ``batch_negatives``, the other rows' keys.
+        Negatives are the landmark's queue and, with ``batch_negatives``, the other rows' keys.
+        A landmark without a queue on this worker is a KeyError, unless ``must_own`` is False
+        (a neighbour landmark of another worker's shard): then only in-batch negatives count.
 
         Returns:
             ``(logits, usable negatives per row (mean), batch keys or None, queue, queue
             validity (A, K) or None for the published every-slot formulation)``.
         """
-        owned = self.global_queue or self.memory_bank.owns(landmark)
+        owned = self.global_queue or must_own or self.memory_bank.owns(landmark)
         if owned:
             bank_row = self.bank_landmark(landmark)
             negatives = self.memory_bank.negatives(bank_row).to(q.dtype)
@@ -309,7 +311,8 @@ class DrasCLR(nn.Module):
         if ngb_local:
             assert r is not None and nkeys is not None and neighbour_landmarks is not None
             for i, lm in enumerate(neighbour_landmarks):
-                n_logits = self._local(r[:, i], nkeys[:, i], int(lm), subjects)[0]
+                n_logits = self._local(r[:, i], nkeys[:, i], int(lm), subjects,
+                                       must_own=False)[0]
                 loss = loss + neighbour_local_weight * info_nce(n_logits)
         if neighbour_loss is not None:
             loss = loss + neighbour_weight * neighbour_loss

@@ -442,3 +442,5 @@ def test_neighbour_local_losses_reuse_the_neighbour_queries() -> None:
     with pytest.raises(ValueError, match="landmark ids"):
         model(**data, landmark=4, update_key_encoder=False, subjects=subjects,
               neighbour_keys=nkey, neighbour_landmarks=[1], neighbour_local_weight=1.0)
+    with pytest.raises(KeyError, match="no queue"):  # the anchor's own queue must be held
+        model(**data, landmark=9, update_key_encoder=False, subjects=subjects)
