@@ -117,6 +117,9 @@ def contrast_top1(logits: Tensor) -> Tensor:
     return (logits.argmax(dim=1) == 0).to(logits.dtype).mean()
 
 
-def neighbour_weight_at(epoch: int, beta: float = 1.0, warmup_epochs: int = 0) -> float:
-    """beta of ``L = L_loc + beta L_ngb`` for a 0-based epoch: 0 during the warm-up epochs."""
-    return 0.0 if epoch < warmup_epochs else beta
+def neighbour_weight_at(
+    epoch: int, beta: float = 1.0, warmup_epochs: int = 0, step: int = 0, warmup_steps: int = 0
+) -> float:
+    """beta of ``L = L_loc + beta L_ngb`` at a 0-based epoch and step: 0 during the warm-up
+    (the first ``warmup_epochs`` epochs or the first ``warmup_steps`` steps)."""
+    return 0.0 if epoch < warmup_epochs or step < warmup_steps else beta

@@ -377,12 +377,8 @@ class PlainMoCo(DrasCLR):
         neighbour_weight: float = 0.0,
         update_key_encoder: bool = True,
         subjects: Tensor | None = None,
-        neighbour_keys: Tensor | None = None,
-        neighbour_landmarks: Sequence[int] | None = None,
-        neighbour_local_weight: float = 0.0,
     ) -> dict[str, Tensor]:
-        """As :meth:`DrasCLR.forward`; without a location the encoder gets the origin (the
-        neighbour arguments are ignored)."""
+        """As :meth:`DrasCLR.forward`; without a location the encoder gets the origin."""
         if loc is None:
             loc = torch.zeros(3, dtype=query.dtype, device=query.device)
         return super().forward(

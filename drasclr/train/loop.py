@@ -480,9 +480,8 @@ def train_worker(
                 x, subjects = x[:, perm], subjects[perm]
             query = augment(x[0], gen, aug_params)
             key = augment(x[0], gen, aug_params)
-            beta = neighbour_weight_at(spec.epoch, config.neighbour_weight, config.warmup_epochs)
-            if step < config.warmup_steps:
-                beta = 0.0
+            beta = neighbour_weight_at(spec.epoch, config.neighbour_weight, config.warmup_epochs,
+                                       step, config.warmup_steps)
             ngb = nkey = None
             if k and beta:
                 b = config.neighbour_rows or x.shape[1]
@@ -497,11 +496,12 @@ def train_worker(
             loc = locations[spec.landmark]
             nlocs = (locations[torch.as_tensor(spec.neighbours, device=device)]
                      if ngb is not None else None)
+            local_ngb = {} if nkey is None else {
+                "neighbour_keys": nkey, "neighbour_landmarks": spec.neighbours.tolist(),
+                "neighbour_local_weight": config.neighbour_local_weight}
             out_step = train_model(
                 query, key, ngb, loc, nlocs, landmark=spec.landmark, neighbour_weight=beta,
-                subjects=subjects, neighbour_keys=nkey,
-                neighbour_landmarks=spec.neighbours.tolist() if ngb is not None else None,
-                neighbour_local_weight=config.neighbour_local_weight,
+                subjects=subjects, **local_ngb,
             )
             optimizer.zero_grad(set_to_none=True)
             out_step["loss"].backward()
