@@ -2,7 +2,7 @@
 calibrates (:func:`drasclr.bench.science.step_seconds`: 32 steps, the first 8 untimed, logging
 every 8, two threads, no probes), one configuration after the other in one process.
 
-    python docs/experiments/step_cost.py STORE nongb full nongb full rows8 moco
+    python docs/experiments/step_cost.py STORE nongb full nongb full rows8 moco bank
 """
 import sys
 import tempfile
@@ -16,6 +16,7 @@ METHODS = {
     "nongb": dict(neighbours=0),
     "rows8": dict(neighbours=2, neighbour_rows=8),
     "nlocal": dict(neighbours=2, neighbour_local_weight=1.0),
+    "bank": dict(neighbours=2, neighbour_source="bank"),
     "moco": dict(model="moco", conditioning="none", neighbours=0),
 }
 store, modes = Path(sys.argv[1]), sys.argv[2:]

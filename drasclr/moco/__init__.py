@@ -2,6 +2,7 @@
 
 from drasclr.moco.losses import (
     TEMPERATURE,
+    bank_neighbour_logits,
     contrast_logits,
     contrast_top1,
     info_nce,
@@ -20,6 +21,7 @@ __all__ = [
     "DrasCLR",
     "MemoryBank",
     "PlainMoCo",
+    "bank_neighbour_logits",
     "batch_shuffle",
     "batch_unshuffle",
     "concat_all_gather",

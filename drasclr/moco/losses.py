@@ -111,6 +111,47 @@ def neighbour_contrastive_loss(
     return info_nce(logits), logits
 
 
+def bank_neighbour_logits(
+    q: Tensor,
+    subjects: Tensor,
+    keys: Tensor,
+    key_subjects: Tensor,
+    ages: Tensor,
+    temperature: float,
+) -> tuple[Tensor, Tensor]:
+    """Neighbour contrast read from a neighbour landmark's queue (no extra encoder pass).
+
+    The anchor query ``q_ij`` must pick its own subject's newest queued key ``k_ij'`` at the
+    neighbour landmark ``j'`` among the other subjects' keys at ``j'``: positive and negatives
+    share one anatomy, so only what a subject's patches have in common across the
+    neighbourhood (parenchymal density, a lesion pattern that spans both regions) separates
+    them, never the layout of one patch.
+
+    Args:
+        q: (B, D) normalised anchor queries at landmark ``j``.
+        subjects: (B,) the anchors' subject ids.
+        keys: (K, D) the queue of ``j'``.
+        key_subjects: (K,) subject id of each queued key (negative ids: empty or unknown).
+        ages: (K,) age of each slot (0 = written last).
+        temperature: tau.
+
+    Returns:
+        ``(logits (A, 1 + K), rows (B,) bool)``: logits of the A rows whose subject has a key in
+        the queue (column 0 its newest own key; other subjects' keys after it, ``-inf`` where
+        not a usable negative) and which rows those are.
+    """
+    ks = key_subjects.to(q.device)
+    own = ks.unsqueeze(0) == subjects.to(q.device).view(-1, 1)  # (B, K)
+    rows = own.any(dim=1)
+    newest = torch.where(own, -ages.to(q.device).unsqueeze(0).to(q.dtype),
+                         torch.full_like(own, float("-inf"), dtype=q.dtype)).argmax(dim=1)
+    sims = q @ keys.to(q.dtype).t()  # (B, K)
+    pos = sims.gather(1, newest.view(-1, 1))
+    usable = (ks >= 0).unsqueeze(0) & ~own
+    logits = torch.cat([pos, sims.masked_fill(~usable, float("-inf"))], dim=1) / temperature
+    return logits[rows], rows
+
+
 @torch.no_grad()
 def contrast_top1(logits: Tensor) -> Tensor:
     """Fraction (0-1) of rows whose largest logit is the positive (column 0)."""

@@ -99,6 +99,12 @@ class MemoryBank(nn.Module):
         """(K,) copy of the subject id of each queued key (``EMPTY`` where none was written)."""
         return self.subjects[self.row(landmark)].clone()
 
+    def ages(self, landmark: int) -> Tensor:
+        """(K,) age of each slot of the landmark's queue: 0 for the key written last."""
+        row = self.row(landmark)
+        slots = torch.arange(self.size, device=self.pointers.device)
+        return (self.pointers[row] - 1 - slots) % self.size
+
     def filled_fraction(self) -> float:
         """Share of all slots that hold a real key (0 right after construction)."""
         return float((self.subjects != EMPTY).float().mean())

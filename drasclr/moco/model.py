@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from drasclr.moco.losses import (
     TEMPERATURE,
+    bank_neighbour_logits,
     contrast_logits,
     contrast_logits_real,
     contrast_top1,
@@ -32,6 +33,9 @@ from drasclr.moco.memory_bank import EMPTY, MemoryBank
 from drasclr.moco.momentum import MOMENTUM, deactivate_requires_grad, update_momentum
 from drasclr.moco.shuffle import batch_shuffle, batch_unshuffle
 from drasclr.nn.encoder import Conditioning, DrasEncoder, ProjectionHead
+
+#: Where the neighbour contrast gets its neighbour embeddings (see :class:`DrasCLR`).
+NEIGHBOUR_SOURCES: tuple[str, ...] = ("patches", "bank")
 
 
 class DrasCLR(nn.Module):
@@ -54,6 +58,12 @@ class DrasCLR(nn.Module):
         bn_groups: split / ghost BatchNorm: encode each view in this many groups with their own
             batch statistics; keys are grouped after a random permutation, so a query and its
             positive key see different statistics (single-process stand-in for shuffle-BN).
+        neighbour_source: ``patches`` (the paper: the neighbour patches are encoded by the
+            query encoder and must pick the anchor's key) or ``bank`` (the anchor query must
+            pick its subject's queued key at each neighbour landmark among the other subjects'
+            keys there; no neighbour patch is read or encoded).
+        queue_negatives: the landmark's queue supplies negatives (off: the batch's other
+            subjects only, which needs ``batch_negatives``; queued keys still get written).
     """
 
     def __init__(
@@ -69,8 +79,13 @@ class DrasCLR(nn.Module):
         batch_negatives: bool = False,
         mask_queue: bool = False,
         bn_groups: int = 1,
+        neighbour_source: str = "patches",
+        queue_negatives: bool = True,
     ) -> None:
         super().__init__()
+        if neighbour_source not in NEIGHBOUR_SOURCES:
+            raise ValueError(f"neighbour_source must be one of {NEIGHBOUR_SOURCES}, "
+                             f"got {neighbour_source!r}")
         if bn_groups < 1:
             raise ValueError(f"bn_groups must be >= 1, got {bn_groups}")
         if global_queue and len(memory_bank.landmarks) != 1:
@@ -90,6 +105,10 @@ class DrasCLR(nn.Module):
         self.batch_negatives = batch_negatives
         self.mask_queue = mask_queue
         self.bn_groups = bn_groups
+        self.neighbour_source = neighbour_source
+        self.queue_negatives = queue_negatives
+        if not (queue_negatives or batch_negatives):
+            raise ValueError("without queue negatives the batch's negatives are needed")
         # Per-worker state that DDP must neither verify nor broadcast from rank 0.
         self._ddp_params_and_buffers_to_ignore = [
             f"memory_bank.{name}" for name, _ in memory_bank.named_buffers()
@@ -183,6 +202,9 @@ class DrasCLR(nn.Module):
         owned = self.global_queue or must_own or self.memory_bank.owns(landmark)
         if owned:
             bank_row = self.bank_landmark(landmark)
+            self.memory_bank.row(bank_row)  # KeyError when this worker does not hold it
+        owned = owned and self.queue_negatives  # from here: the queue is read
+        if owned:
             negatives = self.memory_bank.negatives(bank_row).to(q.dtype)
         else:
             negatives = q.new_zeros((0, q.shape[1]))
@@ -242,7 +264,8 @@ class DrasCLR(nn.Module):
                 empty slots).
             neighbour_keys: (B, k, 1, P, P, P) second augmented views ``aug'(x_ij')`` of the
                 neighbour patches (all B rows), for the neighbours' own local losses.
-            neighbour_landmarks: the k global landmark ids ``j'`` (their queues, where held).
+            neighbour_landmarks: the k global landmark ids ``j'`` (their queues, where held;
+                with ``neighbour_source="bank"`` the queues the neighbour contrast reads).
             neighbour_local_weight: gamma of ``L = L_loc,j + gamma sum_j' L_loc,j' + beta
                 L_ngb``: the neighbour embeddings ``r_j'`` (already computed for the neighbour
                 loss) are also queries of their own landmark's local contrast, so the query
@@ -314,6 +337,8 @@ class DrasCLR(nn.Module):
                 n_logits = self._local(r[:, i], nkeys[:, i], int(lm), subjects,
                                        must_own=False)[0]
                 loss = loss + neighbour_local_weight * info_nce(n_logits)
+        if self.use_neighbours and self.neighbour_source == "bank" and neighbour_weight != 0.0:
+            neighbour_loss = self._bank_neighbour_loss(q, subjects, neighbour_landmarks)
         if neighbour_loss is not None:
             loss = loss + neighbour_weight * neighbour_loss
         zero = torch.zeros((), dtype=local_loss.dtype, device=local_loss.device)
@@ -329,6 +354,28 @@ class DrasCLR(nn.Module):
         if nkeys is not None:
             out["neighbour_keys"] = nkeys
         return out
+
+    def _bank_neighbour_loss(
+        self, q: Tensor, subjects: Tensor | None, neighbour_landmarks: Sequence[int] | None
+    ) -> Tensor | None:
+        """InfoNCE of the anchors against their subjects' keys in the neighbours' queues
+        (:func:`drasclr.moco.losses.bank_neighbour_logits`) over every (row, ``j'``) pair that
+        has a positive; neighbour landmarks of another worker's shard are skipped. None when no
+        neighbour landmark is given."""
+        if not neighbour_landmarks:
+            return None
+        if subjects is None:
+            raise ValueError("the bank neighbour contrast needs the batch's subject ids")
+        bank = self.memory_bank
+        parts = [
+            bank_neighbour_logits(q, subjects, bank.negatives(lm), bank.negative_subjects(lm),
+                                  bank.ages(lm), self.temperature)[0]
+            for lm in (int(x) for x in neighbour_landmarks) if bank.owns(lm)
+        ]
+        logits = torch.cat(parts) if parts else q.new_zeros((0, 1))
+        if logits.shape[0] == 0:  # no subject of the batch is queued at a neighbour yet
+            return q.sum() * 0.0
+        return info_nce(logits)
 
     @torch.no_grad()
     def enqueue(self, landmark: int, keys: Tensor, subjects: Tensor | None = None) -> None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from drasclr.config import StageConfig, check
 from drasclr.imaging.intensity import INPUT_MAPS
+from drasclr.moco.model import NEIGHBOUR_SOURCES
 from drasclr.nn.encoder import CONDITIONINGS
 
 if TYPE_CHECKING:
@@ -46,6 +47,14 @@ class PretrainConfig(StageConfig):
             keys are enqueued in the neighbours' queues). The query pass then serves both
             losses instead of spending two thirds of a step on the neighbour loss alone.
             Needs ``neighbour_rows`` 0 (every row carries neighbours).
+        neighbour_source: where the neighbour contrast gets its neighbour embeddings.
+            ``patches`` (the paper): the k neighbour patches of every row are augmented and
+            encoded by the query encoder, three times a step's query-side work. ``bank``: the
+            anchor query must pick its own subject's key at each neighbour landmark ``j'``
+            among the other subjects' keys there, read from ``j'``'s queue (keys of an earlier
+            visit, with subject ids), so the step costs what a step without neighbours costs;
+            the per-landmark queues are pre-filled (``prefill_queue``) so that the contrast
+            has positives from step 1.
         warmup_epochs: epochs trained with the local loss only (beta = 0).
         warmup_steps: optimizer steps trained with the local loss only (beta = 0), for runs
             shorter than an epoch (either warm-up rule switches the neighbour loss off; the
@@ -77,8 +86,14 @@ class PretrainConfig(StageConfig):
         mask_queue: never use empty queue slots or keys of the query's own subject as negatives.
         queue_cap_by_cohort: cap K per landmark queue at ``max(B, N - B)`` for a cohort of N
             subjects (a per-landmark queue then holds at most about one epoch of other subjects).
+        queue_negatives: DrasCLR's per-landmark queues supply negatives (off: only the
+            batch's other subjects at the landmark, ``batch_negatives``). A landmark's queued
+            keys were written at its earlier visits, about ``L`` steps apart for ``L``
+            landmarks, by a key encoder that has moved since.
         prefill_queue: fill the queue(s) with real keys of one key-encoder pass before step 1
-            (plain MoCo's global queue; per-landmark queues rely on in-batch negatives).
+            (plain MoCo's global queue, and DrasCLR's per-landmark queues when the neighbour
+            contrast reads them, ``neighbour_source: bank``; otherwise per-landmark queues rely
+            on in-batch negatives).
         bn_groups: split / ghost BatchNorm groups (1 = one batch statistic; shuffle-BN across
             ranks still applies when distributed).
         contrast_prob: probability of the gamma-contrast augmentation (official 0.25; default 0:
@@ -120,6 +135,7 @@ class PretrainConfig(StageConfig):
     neighbour_weight: float = 1.0
     neighbour_rows: int = 0
     neighbour_local_weight: float = 0.0
+    neighbour_source: str = "patches"
     warmup_epochs: int = 0
     warmup_steps: int = 0
     batch_size: int = 128
@@ -146,6 +162,7 @@ class PretrainConfig(StageConfig):
     batch_negatives: bool = True
     mask_queue: bool = True
     queue_cap_by_cohort: bool = True
+    queue_negatives: bool = True
     prefill_queue: bool = True
     bn_groups: int = 1
     contrast_prob: float = 0.0
@@ -184,6 +201,15 @@ class PretrainConfig(StageConfig):
         check(self.neighbour_local_weight >= 0, s, "neighbour_local_weight", "must be >= 0")
         check(self.neighbour_local_weight == 0 or self.neighbour_rows == 0, s,
               "neighbour_local_weight", "needs neighbour_rows = 0 (every row carries neighbours)")
+        check(self.neighbour_source in NEIGHBOUR_SOURCES, s, "neighbour_source",
+              f"must be one of {list(NEIGHBOUR_SOURCES)}, got {self.neighbour_source!r}")
+        check(self.neighbour_source == "patches" or (
+            self.neighbour_rows == 0 and self.neighbour_local_weight == 0), s, "neighbour_source",
+              "'bank' reads no neighbour patches: neighbour_rows and neighbour_local_weight "
+              "must be 0")
+        check(self.queue_negatives or (self.batch_negatives and self.model == "drasclr"), s,
+              "queue_negatives", "off needs the in-batch negatives of DrasCLR "
+              "(model: drasclr, batch_negatives: true)")
         check(self.warmup_epochs >= 0, s, "warmup_epochs", "must be >= 0")
         check(self.warmup_steps >= 0, s, "warmup_steps", "must be >= 0")
         check(self.batch_size >= 2, s, "batch_size", f"must be >= 2, got {self.batch_size}")
@@ -242,5 +268,16 @@ class PretrainConfig(StageConfig):
 
     @property
     def uses_neighbours(self) -> bool:
-        """True when batches carry neighbour patches (DrasCLR with k >= 1)."""
+        """True when the run has a neighbour contrast (DrasCLR with k >= 1)."""
         return self.model == "drasclr" and self.neighbours > 0
+
+    @property
+    def neighbour_patches(self) -> int:
+        """k when batches carry neighbour patches (``neighbour_source: patches``), else 0."""
+        return self.neighbours if self.uses_neighbours and self.neighbour_source == "patches" else 0
+
+    @property
+    def prefills_queues(self) -> bool:
+        """Whether a fresh run pre-fills its queues (see ``prefill_queue``)."""
+        return self.prefill_queue and (
+            self.model == "moco" or (self.uses_neighbours and self.neighbour_source == "bank"))

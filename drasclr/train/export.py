@@ -192,7 +192,9 @@ def model_card(enc_cfg: dict[str, Any]) -> str:
         f"K {cfg['queue_size']}, D {cfg['dim']}, experts {cfg['experts']}, "
         f"beta {cfg['neighbour_weight']} after {cfg['warmup_epochs']} warm-up epoch(s) / "
         f"{cfg.get('warmup_steps', 0)} step(s), neighbour local-loss weight "
-        f"{cfg.get('neighbour_local_weight', 0.0)}"),
+        f"{cfg.get('neighbour_local_weight', 0.0)}, neighbours from "
+        f"{cfg.get('neighbour_source', 'patches')}, queue negatives "
+        f"{'on' if cfg.get('queue_negatives', True) else 'off'}"),
         f"- seed {cfg['seed']}; config fingerprint `{tr['config_fingerprint']}`",
         "",
         "## Final metrics (last logging window)",

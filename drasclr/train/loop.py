@@ -122,7 +122,9 @@ def build_model(
         )
     bank = MemoryBank(landmarks.tolist(), size=size, dim=config.dim, seed=config.seed)
     return DrasCLR(encoder, head, bank, config.temperature, config.momentum, distributed,
-                   batch_negatives=config.batch_negatives, **flags)
+                   batch_negatives=config.batch_negatives,
+                   neighbour_source=config.neighbour_source,
+                   queue_negatives=config.queue_negatives, **flags)
 
 
 @torch.no_grad()
@@ -391,7 +393,7 @@ def train_worker(
     device = ctx.device
     out = Path(out_dir) if out_dir is not None else None
     store = PatchStore(store_path)
-    k = config.neighbours if config.uses_neighbours else 0
+    k = config.neighbour_patches
     sampler = LandmarkBatchSampler(
         store.valid, store.neighbours, config.batch_size, k, ctx.rank, ctx.world_size, config.seed
     )
@@ -435,11 +437,13 @@ def train_worker(
 
         train_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    prefilled = 0
-    if ctx.restore_from is None and config.prefill_queue and config.model == "moco":
+    prefilled, prefill_s = 0, 0.0
+    if ctx.restore_from is None and config.prefills_queues:
         model.train()
+        t_fill = time.perf_counter()
         prefilled = prefill_queues(model, store, sampler, locations, gen, aug_params,
                                    config.batch_size)
+        prefill_s = time.perf_counter() - t_fill
     probe = None
     if config.probe_every and ctx.rank == 0:
         from drasclr.train.probe import TrainingProbe
@@ -451,6 +455,7 @@ def train_worker(
         "event": "start", "step": start, "total_steps": n_total, "world_size": ctx.world_size,
         "restored_from": str(ctx.restore_from) if ctx.restore_from else None, "time": time.time(),
         "queue_size": model.memory_bank.size, "prefilled_keys": prefilled,
+        "prefill_seconds": round(prefill_s, 3),
     })
     if probe is not None and start == 0:
         log.write({"event": "probe", "step": 0, **probe.run(model), "time": time.time()})
@@ -462,6 +467,7 @@ def train_worker(
 
     stop = n_total if ctx.stop_after is None else min(n_total, ctx.stop_after)
     window = _Window()
+    bank_ngb = config.uses_neighbours and config.neighbour_source == "bank"
     last: dict[str, Any] = {}
     last_grad_norm: float | None = None
     model.train()
@@ -496,9 +502,12 @@ def train_worker(
             loc = locations[spec.landmark]
             nlocs = (locations[torch.as_tensor(spec.neighbours, device=device)]
                      if ngb is not None else None)
-            local_ngb = {} if nkey is None else {
+            local_ngb: dict[str, Any] = {} if nkey is None else {
                 "neighbour_keys": nkey, "neighbour_landmarks": spec.neighbours.tolist(),
                 "neighbour_local_weight": config.neighbour_local_weight}
+            if bank_ngb and beta:  # the neighbour contrast reads the neighbours' queues
+                local_ngb["neighbour_landmarks"] = store.neighbours[
+                    spec.landmark, : config.neighbours].tolist()
             out_step = train_model(
                 query, key, ngb, loc, nlocs, landmark=spec.landmark, neighbour_weight=beta,
                 subjects=subjects, **local_ngb,

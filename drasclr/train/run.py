@@ -93,7 +93,7 @@ def check_setup(config: PretrainConfig, store: PatchStore) -> int:
     Raises:
         LoaderError: too few landmarks/subjects for the workers, batch size or neighbours.
     """
-    k = config.neighbours if config.uses_neighbours else 0
+    k = config.neighbour_patches
     sampler = LandmarkBatchSampler(
         store.valid, store.neighbours, config.batch_size, k, 0, config.workers, config.seed
     )

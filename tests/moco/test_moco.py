@@ -16,6 +16,7 @@ from drasclr.moco import (
     DrasCLR,
     MemoryBank,
     PlainMoCo,
+    bank_neighbour_logits,
     batch_shuffle,
     batch_unshuffle,
     contrast_top1,
@@ -444,3 +445,91 @@ def test_neighbour_local_losses_reuse_the_neighbour_queries() -> None:
               neighbour_keys=nkey, neighbour_landmarks=[1], neighbour_local_weight=1.0)
     with pytest.raises(KeyError, match="no queue"):  # the anchor's own queue must be held
         model(**data, landmark=9, update_key_encoder=False, subjects=subjects)
+
+
+def test_bank_neighbour_contrast_reads_the_newest_own_key_of_each_neighbour_queue() -> None:
+    """``neighbour_source="bank"``: for each held neighbour landmark the anchor query's positive
+    is its subject's newest key in that queue, the negatives the other subjects' real keys
+    there; rows whose subject is not queued drop out, a landmark of another shard is skipped."""
+    torch.manual_seed(0)
+    model = DrasCLR.build(landmarks=[1, 4, 6], queue_size=5, seed=0).eval()
+    model.batch_negatives, model.mask_queue = True, True
+    model.neighbour_source = "bank"
+    bank = model.memory_bank
+    g = torch.Generator().manual_seed(3)
+    keys1 = F.normalize(torch.randn(7, 128, generator=g), dim=1)
+    # queue 1 wraps: its slots end up holding subjects [20, 10, 11, 10, 12], slot 1 newest, so
+    # subject 10 has two keys there (the newer one is its positive)
+    bank.enqueue(1, keys1[:4], torch.tensor([12, 12, 11, 10]))
+    bank.enqueue(1, keys1[4:], torch.tensor([12, 20, 10]))
+    keys6 = F.normalize(torch.randn(2, 128, generator=g), dim=1)
+    bank.enqueue(6, keys6, torch.tensor([13, 30]))  # three empty slots stay unusable
+    assert bank.ages(1).tolist() == [1, 0, 4, 3, 2] and bank.ages(6).tolist()[:2] == [1, 0]
+    data = _batch(b=4)
+    data["neighbours"] = None
+    subjects = torch.tensor([10, 11, 12, 13])
+    base = model(**data, landmark=4, neighbour_weight=0.0, update_key_encoder=False,
+                 subjects=subjects)
+    out = model(**data, landmark=4, neighbour_weight=0.5, update_key_encoder=False,
+                subjects=subjects, neighbour_landmarks=[1, 6, 9])
+    q = out["q"].double().numpy()
+
+    def expected_terms(queue: np.ndarray, ids: np.ndarray, ages: np.ndarray) -> list[float]:
+        terms = []
+        for b, s in enumerate(subjects.tolist()):
+            own = [n for n in range(len(ids)) if ids[n] == s]
+            if not own:
+                continue
+            newest = min(own, key=lambda n: ages[n])
+            pos = math.exp(_dot(q[b], queue[newest]) / 0.2)
+            den = pos + sum(math.exp(_dot(q[b], queue[n]) / 0.2)
+                            for n in range(len(ids)) if ids[n] >= 0 and ids[n] != s)
+            terms.append(-math.log(pos / den))
+        return terms
+
+    terms = []
+    for lm in (1, 6):
+        terms += expected_terms(bank.negatives(lm).double().numpy(),
+                                bank.negative_subjects(lm).numpy(), bank.ages(lm).numpy())
+    assert len(terms) == 3 + 1  # queue 1: subjects 10, 11, 12; queue 6: subject 13 only
+    assert out["neighbour_loss"].item() == pytest.approx(sum(terms) / len(terms), rel=1e-5)
+    expected = base["loss"].item() + 0.5 * sum(terms) / len(terms)
+    assert out["loss"].item() == pytest.approx(expected, rel=1e-5)
+    logits, rows = bank_neighbour_logits(out["q"], subjects, bank.negatives(6),
+                                         bank.negative_subjects(6), bank.ages(6), 0.2)
+    assert rows.tolist() == [False, False, False, True] and logits.shape == (1, 6)
+    # no subject of the batch queued at any held neighbour: a zero loss that keeps the graph
+    none = model(**data, landmark=4, neighbour_weight=1.0, update_key_encoder=False,
+                 subjects=torch.tensor([40, 41, 42, 43]), neighbour_landmarks=[6])
+    assert none["neighbour_loss"].item() == 0.0 and none["loss"].requires_grad
+    with pytest.raises(ValueError, match="subject ids"):
+        model(**data, landmark=4, update_key_encoder=False, neighbour_landmarks=[1])
+    with pytest.raises(ValueError, match="neighbour_source"):
+        DrasCLR(model.encoder, model.head, bank, neighbour_source="queue")
+
+
+def test_batch_only_negatives_ignore_the_queue() -> None:
+    """``queue_negatives=False``: the loss is the in-batch-only contrast even when the landmark's
+    queue holds usable keys; the anchor's queue must still be held."""
+    torch.manual_seed(0)
+    model = DrasCLR.build(landmarks=[4], queue_size=6, seed=0).eval()
+    model.batch_negatives, model.mask_queue = True, True
+    g = torch.Generator().manual_seed(5)
+    model.enqueue(4, F.normalize(torch.randn(4, 128, generator=g), dim=1),
+                  torch.tensor([20, 21, 22, 23]))
+    data = _batch(b=4)
+    subjects = torch.tensor([10, 11, 12, 13])
+    with_queue = model(**data, landmark=4, neighbour_weight=0.0, update_key_encoder=False,
+                       subjects=subjects)
+    model.queue_negatives = False
+    out = model(**data, landmark=4, neighbour_weight=0.0, update_key_encoder=False,
+                subjects=subjects)
+    q, k = out["q"].double().numpy(), out["keys"].double().numpy()
+    batch_only = _real_negative_loss(q, k, np.zeros((0, 128)), np.zeros((4, 0), dtype=bool), 0.2)
+    assert out["local_loss"].item() == pytest.approx(batch_only, rel=1e-5)
+    assert out["negatives"].item() == 3.0 and with_queue["negatives"].item() == 7.0
+    assert with_queue["local_loss"].item() > out["local_loss"].item()
+    with pytest.raises(KeyError, match="no queue"):
+        model(**data, landmark=9, update_key_encoder=False, subjects=subjects)
+    with pytest.raises(ValueError, match="batch's negatives"):
+        DrasCLR(model.encoder, model.head, model.memory_bank, queue_negatives=False)

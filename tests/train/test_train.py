@@ -392,6 +392,30 @@ def test_neighbour_local_losses_fill_the_neighbours_queues(store16: Path, tmp_pa
         tiny_config(neighbour_local_weight=1.0, neighbour_rows=2)
 
 
+def test_bank_neighbour_contrast_prefills_and_reads_no_neighbour_patches(
+    store16: Path, tmp_path: Path
+) -> None:
+    """``neighbour_source: bank``: the per-landmark queues start pre-filled with real keys of
+    their subjects, the sampler reads no neighbour patch (k = 0), and the neighbour contrast
+    enters the loss from the first step."""
+    cfg = tiny_config(steps=2, checkpoint_every=100, neighbour_source="bank")
+    assert cfg.neighbour_patches == 0 and cfg.prefills_queues
+    assert tiny_config().neighbour_patches == 2 and not tiny_config().prefills_queues
+    train_single_process(cfg, store16, tmp_path / "bank")
+    records = read_metrics(tmp_path / "bank")
+    start = next(r for r in records if r["event"] == "start")
+    assert start["prefilled_keys"] > 0
+    train = [r for r in records if r["event"] == "train"]
+    assert all(r["neighbour_loss"] > 0 and r["loss"] > r["local_loss"] for r in train)
+    with pytest.raises(ConfigError, match="neighbour_source"):
+        tiny_config(neighbour_source="queue")
+    with pytest.raises(ConfigError, match="neighbour_source"):
+        tiny_config(neighbour_source="bank", neighbour_rows=2)
+    with pytest.raises(ConfigError, match="queue_negatives"):
+        tiny_config(model="moco", conditioning="none", neighbours=0, queue_negatives=False)
+    tiny_config(queue_negatives=False)  # DrasCLR with in-batch negatives: valid
+
+
 def test_neighbour_warmup_in_steps(store16: Path, tmp_path: Path) -> None:
     """``warmup_steps``: the first steps train the local loss only (no neighbour pass)."""
     cfg = tiny_config(steps=4, warmup_steps=2, checkpoint_every=100)
