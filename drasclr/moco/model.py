@@ -62,6 +62,9 @@ class DrasCLR(nn.Module):
             query encoder and must pick the anchor's key) or ``bank`` (the anchor query must
             pick its subject's queued key at each neighbour landmark among the other subjects'
             keys there; no neighbour patch is read or encoded).
+        neighbour_reduce: how the k neighbour embeddings form the neighbour loss's anchor:
+            ``sum`` (the official implementation; its norm up to k sharpens the logits) or
+            ``mean``.
         queue_negatives: the landmark's queue supplies negatives (off: the batch's other
             subjects only, which needs ``batch_negatives``; queued keys still get written).
     """
@@ -81,6 +84,7 @@ class DrasCLR(nn.Module):
         bn_groups: int = 1,
         neighbour_source: str = "patches",
         queue_negatives: bool = True,
+        neighbour_reduce: str = "sum",
     ) -> None:
         super().__init__()
         if neighbour_source not in NEIGHBOUR_SOURCES:
@@ -107,6 +111,9 @@ class DrasCLR(nn.Module):
         self.bn_groups = bn_groups
         self.neighbour_source = neighbour_source
         self.queue_negatives = queue_negatives
+        if neighbour_reduce not in ("sum", "mean"):
+            raise ValueError(f"neighbour_reduce must be 'sum' or 'mean', got {neighbour_reduce!r}")
+        self.neighbour_reduce = neighbour_reduce
         if not (queue_negatives or batch_negatives):
             raise ValueError("without queue negatives the batch's negatives are needed")
         # Per-worker state that DDP must neither verify nor broadcast from rank 0.
@@ -323,13 +330,15 @@ class DrasCLR(nn.Module):
         local_loss = info_nce(logits)
         if r is not None:  # the neighbour rows are the batch's first r.shape[0] subjects
             a = r.shape[0]
+            r_in = r if self.neighbour_reduce == "sum" else r / r.shape[1]  # sum of r/k: mean
             if valid is None and batch_keys is None:
-                neighbour_loss = neighbour_contrastive_loss(r, keys[:a], negatives,
+                neighbour_loss = neighbour_contrastive_loss(r_in, keys[:a], negatives,
                                                             self.temperature)[0]
             else:
                 assert valid is not None
                 neighbour_loss = info_nce(contrast_logits_real(
-                    r.sum(dim=1), keys[:a], batch_keys, negatives, valid[:a], self.temperature))
+                    r_in.sum(dim=1), keys[:a], batch_keys, negatives, valid[:a],
+                    self.temperature))
         loss = local_loss
         if ngb_local:
             assert r is not None and nkeys is not None and neighbour_landmarks is not None

@@ -47,6 +47,9 @@ class PretrainConfig(StageConfig):
             keys are enqueued in the neighbours' queues). The query pass then serves both
             losses instead of spending two thirds of a step on the neighbour loss alone.
             Needs ``neighbour_rows`` 0 (every row carries neighbours).
+        neighbour_reduce: ``sum`` (the official implementation, DESIGN.md §4 step 7) or
+            ``mean`` of the k neighbour embeddings in the neighbour loss; the sum's norm (up to
+            k) sharpens the neighbour logits like a temperature of tau / k.
         neighbour_source: where the neighbour contrast gets its neighbour embeddings.
             ``patches`` (the paper): the k neighbour patches of every row are augmented and
             encoded by the query encoder, three times a step's query-side work. ``bank``: the
@@ -136,6 +139,7 @@ class PretrainConfig(StageConfig):
     neighbour_rows: int = 0
     neighbour_local_weight: float = 0.0
     neighbour_source: str = "patches"
+    neighbour_reduce: str = "sum"
     warmup_epochs: int = 0
     warmup_steps: int = 0
     batch_size: int = 128
@@ -201,6 +205,8 @@ class PretrainConfig(StageConfig):
         check(self.neighbour_local_weight >= 0, s, "neighbour_local_weight", "must be >= 0")
         check(self.neighbour_local_weight == 0 or self.neighbour_rows == 0, s,
               "neighbour_local_weight", "needs neighbour_rows = 0 (every row carries neighbours)")
+        check(self.neighbour_reduce in ("sum", "mean"), s, "neighbour_reduce",
+              f"must be 'sum' or 'mean', got {self.neighbour_reduce!r}")
         check(self.neighbour_source in NEIGHBOUR_SOURCES, s, "neighbour_source",
               f"must be one of {list(NEIGHBOUR_SOURCES)}, got {self.neighbour_source!r}")
         check(self.neighbour_source == "patches" or (

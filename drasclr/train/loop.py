@@ -124,7 +124,8 @@ def build_model(
     return DrasCLR(encoder, head, bank, config.temperature, config.momentum, distributed,
                    batch_negatives=config.batch_negatives,
                    neighbour_source=config.neighbour_source,
-                   queue_negatives=config.queue_negatives, **flags)
+                   queue_negatives=config.queue_negatives,
+                   neighbour_reduce=config.neighbour_reduce, **flags)
 
 
 @torch.no_grad()

@@ -533,3 +533,23 @@ def test_batch_only_negatives_ignore_the_queue() -> None:
         model(**data, landmark=9, update_key_encoder=False, subjects=subjects)
     with pytest.raises(ValueError, match="batch's negatives"):
         DrasCLR(model.encoder, model.head, model.memory_bank, queue_negatives=False)
+
+
+def test_neighbour_mean_is_the_sum_at_k_times_the_temperature() -> None:
+    """``neighbour_reduce="mean"``: the neighbour loss's anchor is the mean of the k neighbour
+    embeddings, i.e. the official sum's logits divided by k; the local loss is unchanged."""
+    torch.manual_seed(0)
+    model = DrasCLR.build(landmarks=[4], queue_size=8, seed=0)  # train-mode BatchNorm: the
+    model.batch_negatives, model.mask_queue = True, True       # embeddings differ enough
+    data = _batch(b=4)
+    subjects = torch.arange(4)
+    summed = model(**data, landmark=4, update_key_encoder=False, subjects=subjects)
+    model.neighbour_reduce = "mean"
+    mean = model(**data, landmark=4, update_key_encoder=False, subjects=subjects)
+    torch.testing.assert_close(mean["local_loss"], summed["local_loss"])
+    model.neighbour_reduce, model.temperature = "sum", 0.4  # sum / 2 at tau 0.2 == sum at 0.4
+    hot = model(**data, landmark=4, update_key_encoder=False, subjects=subjects)
+    torch.testing.assert_close(mean["neighbour_loss"], hot["neighbour_loss"])
+    assert mean["neighbour_loss"] != summed["neighbour_loss"]
+    with pytest.raises(ValueError, match="neighbour_reduce"):
+        DrasCLR(model.encoder, model.head, model.memory_bank, neighbour_reduce="max")
