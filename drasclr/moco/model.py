@@ -36,6 +36,8 @@ from drasclr.nn.encoder import Conditioning, DrasEncoder, ProjectionHead
 
 #: Where the neighbour contrast gets its neighbour embeddings (see :class:`DrasCLR`).
 NEIGHBOUR_SOURCES: tuple[str, ...] = ("patches", "bank")
+#: How the k neighbour embeddings form the neighbour loss's anchor (see :class:`DrasCLR`).
+NEIGHBOUR_REDUCTIONS: tuple[str, ...] = ("sum", "mean")
 
 
 class DrasCLR(nn.Module):
@@ -90,6 +92,11 @@ class DrasCLR(nn.Module):
         if neighbour_source not in NEIGHBOUR_SOURCES:
             raise ValueError(f"neighbour_source must be one of {NEIGHBOUR_SOURCES}, "
                              f"got {neighbour_source!r}")
+        if neighbour_reduce not in NEIGHBOUR_REDUCTIONS:
+            raise ValueError(f"neighbour_reduce must be one of {NEIGHBOUR_REDUCTIONS}, "
+                             f"got {neighbour_reduce!r}")
+        if not (queue_negatives or batch_negatives):
+            raise ValueError("without queue negatives the batch's negatives are needed")
         if bn_groups < 1:
             raise ValueError(f"bn_groups must be >= 1, got {bn_groups}")
         if global_queue and len(memory_bank.landmarks) != 1:
@@ -111,11 +118,7 @@ class DrasCLR(nn.Module):
         self.bn_groups = bn_groups
         self.neighbour_source = neighbour_source
         self.queue_negatives = queue_negatives
-        if neighbour_reduce not in ("sum", "mean"):
-            raise ValueError(f"neighbour_reduce must be 'sum' or 'mean', got {neighbour_reduce!r}")
         self.neighbour_reduce = neighbour_reduce
-        if not (queue_negatives or batch_negatives):
-            raise ValueError("without queue negatives the batch's negatives are needed")
         # Per-worker state that DDP must neither verify nor broadcast from rank 0.
         self._ddp_params_and_buffers_to_ignore = [
             f"memory_bank.{name}" for name, _ in memory_bank.named_buffers()

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from drasclr.config import StageConfig, check
 from drasclr.imaging.intensity import INPUT_MAPS
-from drasclr.moco.model import NEIGHBOUR_SOURCES
+from drasclr.moco.model import NEIGHBOUR_REDUCTIONS, NEIGHBOUR_SOURCES
 from drasclr.nn.encoder import CONDITIONINGS
 
 if TYPE_CHECKING:
@@ -205,8 +205,8 @@ class PretrainConfig(StageConfig):
         check(self.neighbour_local_weight >= 0, s, "neighbour_local_weight", "must be >= 0")
         check(self.neighbour_local_weight == 0 or self.neighbour_rows == 0, s,
               "neighbour_local_weight", "needs neighbour_rows = 0 (every row carries neighbours)")
-        check(self.neighbour_reduce in ("sum", "mean"), s, "neighbour_reduce",
-              f"must be 'sum' or 'mean', got {self.neighbour_reduce!r}")
+        check(self.neighbour_reduce in NEIGHBOUR_REDUCTIONS, s, "neighbour_reduce",
+              f"must be one of {list(NEIGHBOUR_REDUCTIONS)}, got {self.neighbour_reduce!r}")
         check(self.neighbour_source in NEIGHBOUR_SOURCES, s, "neighbour_source",
               f"must be one of {list(NEIGHBOUR_SOURCES)}, got {self.neighbour_source!r}")
         check(self.neighbour_source == "patches" or (
@@ -283,7 +283,11 @@ class PretrainConfig(StageConfig):
         return self.neighbours if self.uses_neighbours and self.neighbour_source == "patches" else 0
 
     @property
+    def neighbour_bank(self) -> bool:
+        """True when the neighbour contrast reads the neighbours' queues (``bank``)."""
+        return self.uses_neighbours and self.neighbour_source == "bank"
+
+    @property
     def prefills_queues(self) -> bool:
         """Whether a fresh run pre-fills its queues (see ``prefill_queue``)."""
-        return self.prefill_queue and (
-            self.model == "moco" or (self.uses_neighbours and self.neighbour_source == "bank"))
+        return self.prefill_queue and (self.model == "moco" or self.neighbour_bank)

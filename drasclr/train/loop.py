@@ -468,7 +468,6 @@ def train_worker(
 
     stop = n_total if ctx.stop_after is None else min(n_total, ctx.stop_after)
     window = _Window()
-    bank_ngb = config.uses_neighbours and config.neighbour_source == "bank"
     last: dict[str, Any] = {}
     last_grad_norm: float | None = None
     model.train()
@@ -506,7 +505,7 @@ def train_worker(
             local_ngb: dict[str, Any] = {} if nkey is None else {
                 "neighbour_keys": nkey, "neighbour_landmarks": spec.neighbours.tolist(),
                 "neighbour_local_weight": config.neighbour_local_weight}
-            if bank_ngb and beta:  # the neighbour contrast reads the neighbours' queues
+            if config.neighbour_bank and beta:  # the neighbour contrast reads the neighbours' queues
                 local_ngb["neighbour_landmarks"] = store.neighbours[
                     spec.landmark, : config.neighbours].tolist()
             out_step = train_model(
