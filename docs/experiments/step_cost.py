@@ -1,6 +1,7 @@
 """Seconds per training step on a real store, timed exactly as ``drasclr bench science``
 calibrates (:func:`drasclr.bench.science.step_seconds`: 32 steps, the first 8 untimed, logging
-every 8, two threads, no probes), one configuration after the other in one process.
+every 8, two threads, no probes; a queue pre-fill is printed apart), one configuration after
+the other in one process.
 
     python docs/experiments/step_cost.py STORE nongb full nongb full rows8 moco bank
 """
@@ -25,4 +26,6 @@ with tempfile.TemporaryDirectory(prefix="step_cost_") as tmp:
         cfg = PretrainConfig(batch_size=32, lr=0.03, momentum=0.99, queue_size=4096,
                              lr_warmup_steps=20, checkpoint_every=10**6, threads_per_worker=2,
                              **METHODS[mode])
-        print(f"{mode}: {step_seconds(cfg, store, Path(tmp) / mode, 32):.3f} s/step", flush=True)
+        per_step, fill = step_seconds(cfg, store, Path(tmp) / mode, 32)
+        print(f"{mode}: {per_step:.3f} s/step" + (f" (+ {fill:.1f} s queue pre-fill)" if fill else ""),
+              flush=True)

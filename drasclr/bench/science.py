@@ -14,7 +14,8 @@ Methods: DrasCLR, DrasCLR without the neighbour loss, plain MoCo (each pretraine
 budget and >= 2 seeds), the random (untrained) encoder (same seeds), and the density baselines
 LAA-950 (patch) and LAA-950 (image). Each run's step count is set from a calibration of its
 own steady-state step time (timed as it trains, in passes that alternate the methods), so every
-method gets the same minutes, not the same steps.
+method gets the same minutes, not the same steps; a queue pre-fill (plain MoCo's) is paid from
+those minutes.
 """
 
 from __future__ import annotations
@@ -215,46 +216,61 @@ def subject_table(cohort: Path, store_path: Path, progress: bool) -> pd.DataFram
     return pd.DataFrame({"subject_id": subjects, "laa950_image": known.to_numpy()})
 
 
-def step_seconds(config: Any, store: Path, scratch: Path, steps: int) -> float:
-    """Steady-state seconds per training step of ``config``, timed as a real run trains.
+def step_seconds(config: Any, store: Path, scratch: Path, steps: int) -> tuple[float, float]:
+    """Steady-state seconds per training step of ``config``, and its queue pre-fill's seconds,
+    timed as a real run trains.
 
     Runs ``steps`` steps logging every ``steps // 4`` (so the host synchronisations of a logging
     step are in the timing as in a real run) and times from the first log to the last: the
-    first quarter (model build, loader start, allocator warm-up) is left out.
+    first quarter (model build, loader start, allocator warm-up) is left out. A run that
+    pre-fills its queues (plain MoCo) does so as it would in training; that one-off cost is
+    returned apart (0 for a run without a pre-fill), so the budget can pay for it.
+
+    Returns:
+        ``(seconds per step, pre-fill seconds)``.
     """
     from drasclr.train.loop import read_metrics
     from drasclr.train.run import train_single_process
 
     warm = steps // 4
     probe_cfg = config.replace(steps=steps, log_every=warm, probe_every=0,
-                               checkpoint_every=10**6, prefill_queue=False)
+                               checkpoint_every=10**6)
     shutil.rmtree(scratch, ignore_errors=True)
     train_single_process(probe_cfg, store, scratch, overwrite=True)
-    times = {m["step"]: m["time"] for m in read_metrics(scratch) if m.get("event") == "train"}
+    metrics = read_metrics(scratch)
     shutil.rmtree(scratch, ignore_errors=True)
+    times = {m["step"]: m["time"] for m in metrics if m.get("event") == "train"}
+    prefill = next(float(m.get("prefill_seconds", 0.0)) for m in metrics
+                   if m.get("event") == "start")
     last = max(times)
-    return (times[last] - times[warm]) / (last - warm)
+    return (times[last] - times[warm]) / (last - warm), prefill
 
 
 def calibrate(
     configs: dict[str, Any], store: Path, scratch: Path, steps: int, passes: int,
     say: Any = _silent,
 ) -> dict[str, dict[str, Any]]:
-    """Seconds per step of every method, timed in ``passes`` alternating passes.
+    """Seconds per step (and per queue pre-fill) of every method, timed in ``passes``
+    alternating passes.
 
     Pass p times every method once (A, B, C, A, B, C, ...), so a change in the machine's load
     during calibration reaches every method alike; a method's step time is the mean over passes.
 
     Returns:
-        method -> ``{"seconds_per_step": mean, "passes": [seconds per step of each pass]}``.
+        method -> ``{"seconds_per_step": mean, "passes": [seconds per step of each pass],
+        "prefill_seconds": mean pre-fill time (0 without a pre-fill)}``.
     """
-    timed: dict[str, list[float]] = {m: [] for m in configs}
+    timed: dict[str, list[tuple[float, float]]] = {m: [] for m in configs}
     for p in range(passes):
         for m, cfg in configs.items():
             timed[m].append(step_seconds(cfg, store, scratch, steps))
-            say(f"[science] calibration pass {p + 1}/{passes}: {m} {timed[m][-1]:.3f} s/step")
-    return {m: {"seconds_per_step": float(np.mean(t)), "passes": [round(x, 4) for x in t]}
-            for m, t in timed.items()}
+            per_step, fill = timed[m][-1]
+            say(f"[science] calibration pass {p + 1}/{passes}: {m} {per_step:.3f} s/step"
+                + (f", queue pre-fill {fill:.1f} s" if fill > 0 else ""))
+    return {m: {"seconds_per_step": float(np.mean([t for t, _ in rows])),
+                "passes": [round(t, 4) for t, _ in rows],
+                "prefill_seconds": round(float(np.mean([f for _, f in rows])), 3)}
+            for m, rows in timed.items()}
 
 
 def pretrain_method(
@@ -333,16 +349,17 @@ def budget_steps(
                 trained[m + LOCAL_ONLY] = trained[m].replace(warmup_steps=10**9)
         table = calibrate(trained, store, out / "scratch", cfg.calibration_steps,
                           cfg.calibration_passes, say)
-        budget_s = cfg.budget_minutes * 60
         for m in trained:
             if m.endswith(LOCAL_ONLY):
                 continue
             row = table[m]
             local = table.get(m + LOCAL_ONLY, row)["seconds_per_step"]
             share = cfg.neighbour_warmup_share if m + LOCAL_ONLY in table else 0.0
+            fill = row["prefill_seconds"]
             row["steps"], row["warmup_steps"] = split_budget(
-                budget_s, row["seconds_per_step"], local, share)
+                max(0.0, cfg.budget_minutes * 60 - fill), row["seconds_per_step"], local, share)
             say(f"[science] {m}: {row['seconds_per_step']:.3f} s/step -> {row['steps']} steps"
+                + (f" after a {fill:.1f} s queue pre-fill" if fill > 0 else "")
                 + (f" ({row['warmup_steps']} local-only at {local:.3f} s/step)"
                    if row["warmup_steps"] else ""))
         atomic_write_text(path, json.dumps(table, indent=1))

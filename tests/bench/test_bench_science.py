@@ -123,6 +123,7 @@ def test_calibration_alternates_methods_and_times_steady_state_steps(tmp_path: P
     for row in table.values():
         assert len(row["passes"]) == 2 and all(t > 0 for t in row["passes"])
         assert row["seconds_per_step"] == pytest.approx(np.mean(row["passes"]), rel=1e-3)
+        assert row["prefill_seconds"] == 0.0  # DrasCLR's per-landmark queues are not pre-filled
     assert not (tmp_path / "scratch").exists()
 
 
@@ -162,6 +163,12 @@ def test_warmup_share_calibrates_the_local_only_steps(tmp_path: Path) -> None:
     full = table["DrasCLR"]["seconds_per_step"]
     assert warm == int(15.0 / local) > 0 and steps == max(10, warm + int(15.0 / full))
     assert table["plain MoCo"]["warmup_steps"] == 0
+    # MoCo's queue pre-fill is timed and paid from its budget; DrasCLR has none to pay
+    moco = table["plain MoCo"]
+    assert moco["prefill_seconds"] > 0 and table["DrasCLR"]["prefill_seconds"] == 0
+    assert moco["steps"] == max(10, int((30.0 - moco["prefill_seconds"])
+                                        / moco["seconds_per_step"]))
+    assert any("queue pre-fill" in line for line in said)
     assert budget_steps(tmp_path, cfg, "plain MoCo", 1, store, tmp_path / "p.npz") == (
         table["plain MoCo"]["steps"], 0)
     assert any("local-only" in line for line in said)
