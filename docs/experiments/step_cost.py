@@ -19,13 +19,14 @@ METHODS = {
     "nlocal": dict(neighbours=2, neighbour_local_weight=1.0),
     "bank": dict(neighbours=2, neighbour_source="bank"),
     "moco": dict(model="moco", conditioning="none", neighbours=0),
+    "pair": dict(batch_size=16, neighbours=1, neighbour_local_weight=1.0),
 }
 store, modes = Path(sys.argv[1]), sys.argv[2:]
 with tempfile.TemporaryDirectory(prefix="step_cost_") as tmp:
     for mode in modes:
-        cfg = PretrainConfig(batch_size=32, lr=0.03, momentum=0.99, queue_size=4096,
-                             lr_warmup_steps=20, checkpoint_every=10**6, threads_per_worker=2,
-                             **METHODS[mode])
+        cfg = PretrainConfig(**{**dict(batch_size=32, lr=0.03, momentum=0.99, queue_size=4096,
+                                       lr_warmup_steps=20, checkpoint_every=10**6,
+                                       threads_per_worker=2), **METHODS[mode]})
         per_step, fill = step_seconds(cfg, store, Path(tmp) / mode, 32)
         print(f"{mode}: {per_step:.3f} s/step" + (f" (+ {fill:.1f} s queue pre-fill)" if fill else ""),
               flush=True)

@@ -10,8 +10,8 @@ One command, one run folder, every stage resumable::
     <out>/metrics/<method>_s<seed>.json   the metrics of one feature set
     <out>/science.json, <out>/science.md  the table: mean and s.d. over seeds x CV repeats
 
-Methods: DrasCLR, DrasCLR without the neighbour loss, plain MoCo (each pretrained with the same
-budget and >= 2 seeds), the random (untrained) encoder (same seeds), and the density baselines
+Methods: DrasCLR (by default its ``paired`` recipe, :data:`DRASCLR_RECIPES`), DrasCLR without
+the neighbour loss, plain MoCo (each pretrained with the same budget and >= 2 seeds), the random (untrained) encoder (same seeds), and the density baselines
 LAA-950 (patch) and LAA-950 (image). Each run's step count is set from a calibration of its
 own steady-state step time (timed as it trains, in passes that alternate the methods), so every
 method gets the same minutes, not the same steps; a queue pre-fill (plain MoCo's) is paid from
@@ -36,7 +36,8 @@ from drasclr.config import StageConfig, check
 from drasclr.fsutil import atomic_write_text, slug
 from drasclr.imaging.intensity import INPUT_MAPS
 
-#: Method -> pretraining overrides (None: the untrained encoder of the same seed).
+#: Method -> pretraining overrides (None: the untrained encoder of the same seed). DrasCLR's
+#: entry is the paper's form; :func:`method_overrides` applies ``ScienceConfig.drasclr_recipe``.
 SCIENCE_METHODS: dict[str, dict[str, Any] | None] = {
     "DrasCLR": {"model": "drasclr", "neighbours": 2},
     "DrasCLR (no neighbour loss)": {"model": "drasclr", "neighbours": 0},
@@ -49,6 +50,14 @@ SCIENCE_METRICS: tuple[str, ...] = (
     "exacerbation_acc", "healthy_detected_fraction", "detected_true_spearman", "dense_dice",
 )
 BASELINES: tuple[str, ...] = ("LAA-950 (patch)", "LAA-950 (image)")
+#: DrasCLR's pretraining recipes (``ScienceConfig.drasclr_recipe``). ``paper``: B anchors at a
+#: landmark j, each with its k = 2 nearest neighbour patches encoded for the neighbour loss only
+#: (3B query-side patches a step). ``paired``: B / 2 anchors at j and their nearest neighbour
+#: patch at j' (k = 1), which is also a query of j''s own local contrast
+#: (``neighbour_local_weight`` 1, its second view key-encoded and enqueued at j'), so a step
+#: encodes B query and B key patches, like DrasCLR without the neighbour loss (recipe round 20,
+#: docs/results.md).
+DRASCLR_RECIPES: tuple[str, ...] = ("paired", "paper")
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,8 @@ class ScienceConfig(StageConfig):
             loss only before the neighbour loss joins (DESIGN.md §4 step 8's warm-up, in steps:
             :attr:`drasclr.train.config.PretrainConfig.warmup_steps`); its local-only and full
             steps are calibrated separately, so the budget stays equal (0: no warm-up).
+        drasclr_recipe: how DrasCLR spends a step (:data:`DRASCLR_RECIPES`): ``paired``
+            (default) or ``paper``.
     """
 
     stage: ClassVar[str] = "science"
@@ -107,6 +118,7 @@ class ScienceConfig(StageConfig):
     calibration_steps: int = 32
     calibration_passes: int = 2
     neighbour_warmup_share: float = 0.0
+    drasclr_recipe: str = "paired"
 
     def validate(self) -> None:
         """Check ranges."""
@@ -121,6 +133,10 @@ class ScienceConfig(StageConfig):
         check(self.bn_stats in ("running", "landmark"), s, "bn_stats", "running or landmark")
         check(self.dense_subjects >= 0, s, "dense_subjects", "must be >= 0")
         check(self.input_map in INPUT_MAPS, s, "input_map", f"one of {list(INPUT_MAPS)}")
+        check(self.drasclr_recipe in DRASCLR_RECIPES, s, "drasclr_recipe",
+              f"one of {list(DRASCLR_RECIPES)}")
+        check(self.drasclr_recipe != "paired" or self.batch_size >= 4, s, "batch_size",
+              "the paired recipe needs at least 4 (B / 2 anchors and their neighbours)")
 
 
 def _silent(line: str) -> None:
@@ -302,15 +318,25 @@ def method_config(cfg: ScienceConfig, name: str, seed: int, probe_file: Path) ->
     """The PretrainConfig of one method and seed (None for the untrained encoder)."""
     from drasclr.train.config import PretrainConfig
 
-    over = SCIENCE_METHODS[name]
+    over = method_overrides(cfg, name)
     if over is None:
         return None
-    return PretrainConfig(
+    base = dict(
         batch_size=cfg.batch_size, lr=cfg.lr, momentum=cfg.momentum, queue_size=cfg.queue_size,
         lr_warmup_steps=20, log_every=10, checkpoint_every=10**6, seed=seed,
         threads_per_worker=cfg.threads, probe_every=cfg.probe_every,
         probe_file=str(probe_file) if cfg.probe_every else "", run_name=slug(name),
-        input_map=cfg.input_map, **over)
+        input_map=cfg.input_map)
+    return PretrainConfig(**{**base, **over})
+
+
+def method_overrides(cfg: ScienceConfig, name: str) -> dict[str, Any] | None:
+    """One method's pretraining overrides, DrasCLR's in ``cfg.drasclr_recipe`` form."""
+    over = SCIENCE_METHODS[name]
+    if name == "DrasCLR" and cfg.drasclr_recipe == "paired":
+        return {"model": "drasclr", "neighbours": 1, "neighbour_local_weight": 1.0,
+                "batch_size": cfg.batch_size // 2}
+    return over
 
 
 #: Calibration-table suffix of a neighbour method's local-only (warm-up) steps.
@@ -628,6 +654,7 @@ def run_from_args(args: argparse.Namespace, say: Any = _silent) -> dict[str, Any
                         budget_minutes=args.budget_minutes, batch_size=args.batch_size,
                         seeds=tuple(range(args.pretrain_seeds)), bn_stats=args.bn_stats,
                         **({"input_map": args.input_map} if args.input_map else {}),
+                        drasclr_recipe=args.drasclr_recipe,
                         **({"neighbour_warmup_share": args.neighbour_warmup_share}
                            if args.neighbour_warmup_share is not None else {}))
     return run_science(args.out, cfg, progress=not args.quiet, say=say)
@@ -653,5 +680,9 @@ def register(sub: Any) -> None:
     p.add_argument("--neighbour-warmup-share", type=float, default=None,
                    help="share of DrasCLR's budget trained with the local loss only "
                         "(default: ScienceConfig's)")
+    p.add_argument("--drasclr-recipe", choices=DRASCLR_RECIPES, default="paired",
+                   help="paired: B/2 anchors + 1 neighbour each, the neighbour also trained "
+                        "locally (a step costs what one without the neighbour loss costs); "
+                        "paper: B anchors + 2 neighbours for the neighbour loss only")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(bench_run=run_from_args)

@@ -56,6 +56,26 @@ def test_every_method_gets_the_input_map(tmp_path: Path) -> None:
         assert pc is None or pc.input_map == "parenchyma"
 
 
+def test_drasclr_recipes_spend_a_step_as_stated(tmp_path: Path) -> None:
+    """``paired`` encodes B query patches a step (B / 2 anchors + their neighbour, which is
+    also a local query), as many as the no-neighbour ablation; ``paper`` encodes 3B."""
+    from drasclr.bench.science import method_config
+
+    probe = tmp_path / "probe.npz"
+    ablation = method_config(ScienceConfig(), "DrasCLR (no neighbour loss)", 0, probe)
+    paired = method_config(ScienceConfig(), "DrasCLR", 0, probe)
+    paper = method_config(ScienceConfig(drasclr_recipe="paper"), "DrasCLR", 0, probe)
+    assert ablation.batch_size * (1 + ablation.neighbours) == 32
+    assert paired.batch_size * (1 + paired.neighbours) == 32
+    assert (paired.neighbours, paired.neighbour_local_weight, paired.neighbour_weight) == (1, 1.0, 1.0)
+    assert paper.batch_size * (1 + paper.neighbours) == 96
+    assert (paper.neighbours, paper.neighbour_local_weight) == (2, 0.0)
+    with pytest.raises(ConfigError, match="drasclr_recipe"):
+        ScienceConfig(drasclr_recipe="half")
+    with pytest.raises(ConfigError, match="paired recipe"):
+        ScienceConfig(batch_size=3)
+
+
 @pytest.mark.slow
 def test_tiny_science_run_writes_every_method_and_metric(tmp_path: Path) -> None:
     cfg = ScienceConfig(preset="tiny", n_subjects=20, seeds=(0,), budget_minutes=0.1,

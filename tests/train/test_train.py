@@ -388,6 +388,13 @@ def test_neighbour_local_losses_fill_the_neighbours_queues(store16: Path, tmp_pa
         filled[name] = (subjects >= 0).sum(dim=1)
     assert sorted(filled["paper"].tolist()) == [0] * (L - 1) + [4]
     assert sorted(filled["local"].tolist()) == [0] * (L - 3) + [4, 4, 4]
+    # the benchmark's paired DrasCLR: k = 1, so the anchor's and one neighbour's queue
+    pair = train_single_process(tiny_config(steps=1, checkpoint_every=1, neighbours=1,
+                                            neighbour_local_weight=1.0), store16,
+                                tmp_path / "pair")
+    assert pair is not None
+    pair_filled = (_files(tmp_path / "pair")[1]["memory_bank"]["subjects"] >= 0).sum(dim=1)
+    assert sorted(pair_filled.tolist()) == [0] * (L - 2) + [4, 4]
     train = [r for r in read_metrics(tmp_path / "local") if r["event"] == "train"]
     assert np.isfinite(train[0]["loss"]) and train[0]["loss"] > train[0]["local_loss"]
     with pytest.raises(ConfigError, match="neighbour_rows"):
