@@ -11,8 +11,8 @@ One command, one run folder, every stage resumable::
     <out>/science.json, <out>/science.md  the table: mean and s.d. over seeds x CV repeats
 
 Methods: DrasCLR (by default its ``paired`` recipe, :data:`DRASCLR_RECIPES`), DrasCLR without
-the neighbour loss, plain MoCo (each pretrained with the same budget and >= 2 seeds), the random (untrained) encoder (same seeds), and the density baselines
-LAA-950 (patch) and LAA-950 (image). Each run's step count is set from a calibration of its
+the neighbour loss, plain MoCo (each pretrained with the same budget and >= 2 seeds), the random
+(untrained) encoder (same seeds), and the density baselines LAA-950 (patch) and LAA-950 (image). Each run's step count is set from a calibration of its
 own steady-state step time (timed as it trains, in passes that alternate the methods), so every
 method gets the same minutes, not the same steps; a queue pre-fill (plain MoCo's) is paid from
 those minutes.

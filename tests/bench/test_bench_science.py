@@ -67,7 +67,8 @@ def test_drasclr_recipes_spend_a_step_as_stated(tmp_path: Path) -> None:
     paper = method_config(ScienceConfig(drasclr_recipe="paper"), "DrasCLR", 0, probe)
     assert ablation.batch_size * (1 + ablation.neighbours) == 32
     assert paired.batch_size * (1 + paired.neighbours) == 32
-    assert (paired.neighbours, paired.neighbour_local_weight, paired.neighbour_weight) == (1, 1.0, 1.0)
+    assert paired.neighbours == 1
+    assert (paired.neighbour_local_weight, paired.neighbour_weight) == (1.0, 1.0)
     assert paper.batch_size * (1 + paper.neighbours) == 96
     assert (paper.neighbours, paper.neighbour_local_weight) == (2, 0.0)
     with pytest.raises(ConfigError, match="drasclr_recipe"):
