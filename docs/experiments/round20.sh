@@ -5,8 +5,9 @@
 # and 32 key patches like no-neighbour DrasCLR at B = 32. PAIR_STEPS: the 3-minute equal-time
 # step count (step_cost.py STORE nongb pair nongb pair, scaled from the run of record's 295
 # no-neighbour steps). Seeds 0-3 with the neighbour loss, 0-1 without it (neighbour_weight=1e-6:
-# the same two-landmark batches and local losses; 0 would skip the neighbour patches), and no-neighbour DrasCLR at 295 steps on seeds 0-1 (round 14's
-# runs, repeated on this store). Eight runs at a time, one thread each.
+# the same two-landmark batches and local losses; 0 would skip the neighbour patches), and
+# no-neighbour DrasCLR at 295 steps on seeds 0-1 (round 14's runs, repeated on this store).
+# Eight runs at a time, one thread each.
 set -euo pipefail
 R=${1:?run folder}; E=$R/recipe_round20; P=${PAIR_STEPS:?equal-time steps of the pair recipe}
 . "$(dirname "$0")/common.sh"

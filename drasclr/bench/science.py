@@ -12,10 +12,10 @@ One command, one run folder, every stage resumable::
 
 Methods: DrasCLR (by default its ``paired`` recipe, :data:`DRASCLR_RECIPES`), DrasCLR without
 the neighbour loss, plain MoCo (each pretrained with the same budget and >= 2 seeds), the random
-(untrained) encoder (same seeds), and the density baselines LAA-950 (patch) and LAA-950 (image). Each run's step count is set from a calibration of its
-own steady-state step time (timed as it trains, in passes that alternate the methods), so every
-method gets the same minutes, not the same steps; a queue pre-fill (plain MoCo's) is paid from
-those minutes.
+(untrained) encoder (same seeds), and the density baselines LAA-950 (patch) and LAA-950 (image).
+Each run's step count is set from a calibration of its own steady-state step time (timed as it
+trains, in passes that alternate the methods), so every method gets the same minutes, not the
+same steps; a queue pre-fill (plain MoCo's) is paid from those minutes.
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ from drasclr.fsutil import atomic_write_text, slug
 from drasclr.imaging.intensity import INPUT_MAPS
 
 #: Method -> pretraining overrides (None: the untrained encoder of the same seed). DrasCLR's
-#: entry is the paper's form; :func:`method_overrides` applies ``ScienceConfig.drasclr_recipe``.
+#: neighbour settings come from its recipe (:data:`DRASCLR_RECIPES`, :func:`method_overrides`).
 SCIENCE_METHODS: dict[str, dict[str, Any] | None] = {
-    "DrasCLR": {"model": "drasclr", "neighbours": 2},
+    "DrasCLR": {"model": "drasclr"},
     "DrasCLR (no neighbour loss)": {"model": "drasclr", "neighbours": 0},
     "plain MoCo": {"model": "moco", "conditioning": "none", "neighbours": 0},
     "random encoder": None,
@@ -56,8 +56,11 @@ BASELINES: tuple[str, ...] = ("LAA-950 (patch)", "LAA-950 (image)")
 #: patch at j' (k = 1), which is also a query of j''s own local contrast
 #: (``neighbour_local_weight`` 1, its second view key-encoded and enqueued at j'), so a step
 #: encodes B query and B key patches, like DrasCLR without the neighbour loss (recipe round 20,
-#: docs/results.md).
-DRASCLR_RECIPES: tuple[str, ...] = ("paired", "paper")
+#: docs/results.md). Recipe -> (pretraining overrides, anchors per step as B // this).
+DRASCLR_RECIPES: dict[str, tuple[dict[str, Any], int]] = {
+    "paired": ({"neighbours": 1, "neighbour_local_weight": 1.0}, 2),
+    "paper": ({"neighbours": 2}, 1),
+}
 
 
 @dataclass(frozen=True)
@@ -333,10 +336,10 @@ def method_config(cfg: ScienceConfig, name: str, seed: int, probe_file: Path) ->
 def method_overrides(cfg: ScienceConfig, name: str) -> dict[str, Any] | None:
     """One method's pretraining overrides, DrasCLR's in ``cfg.drasclr_recipe`` form."""
     over = SCIENCE_METHODS[name]
-    if name == "DrasCLR" and cfg.drasclr_recipe == "paired":
-        return {"model": "drasclr", "neighbours": 1, "neighbour_local_weight": 1.0,
-                "batch_size": cfg.batch_size // 2}
-    return over
+    if name != "DrasCLR" or over is None:
+        return over
+    recipe, divisor = DRASCLR_RECIPES[cfg.drasclr_recipe]
+    return {**over, **recipe, "batch_size": cfg.batch_size // divisor}
 
 
 #: Calibration-table suffix of a neighbour method's local-only (warm-up) steps.
@@ -367,11 +370,12 @@ def budget_steps(
     table = json.loads(path.read_text()) if path.exists() else {}
     if name not in table:
         trained: dict[str, Any] = {}
-        for m, over in SCIENCE_METHODS.items():
-            if over is None:
+        for m in SCIENCE_METHODS:
+            trained_m = method_config(cfg, m, cfg.seeds[0], probe_file)
+            if trained_m is None:
                 continue
-            trained[m] = method_config(cfg, m, cfg.seeds[0], probe_file)
-            if over.get("neighbours") and cfg.neighbour_warmup_share > 0:
+            trained[m] = trained_m
+            if trained_m.neighbours and cfg.neighbour_warmup_share > 0:
                 trained[m + LOCAL_ONLY] = trained[m].replace(warmup_steps=10**9)
         table = calibrate(trained, store, out / "scratch", cfg.calibration_steps,
                           cfg.calibration_passes, say)
@@ -680,7 +684,7 @@ def register(sub: Any) -> None:
     p.add_argument("--neighbour-warmup-share", type=float, default=None,
                    help="share of DrasCLR's budget trained with the local loss only "
                         "(default: ScienceConfig's)")
-    p.add_argument("--drasclr-recipe", choices=DRASCLR_RECIPES, default="paired",
+    p.add_argument("--drasclr-recipe", choices=list(DRASCLR_RECIPES), default="paired",
                    help="paired: B/2 anchors + 1 neighbour each, the neighbour also trained "
                         "locally (a step costs what one without the neighbour loss costs); "
                         "paper: B anchors + 2 neighbours for the neighbour loss only")
