@@ -69,3 +69,14 @@ def test_building_the_parser_starts_no_ray() -> None:
             "ray = sys.modules.get('ray'); print(ray is not None and ray.is_initialized())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_pretrain_time_budget_option_sets_the_config() -> None:
+    from drasclr.commands.pretrain import config_from_args
+
+    args = PARSERS["drasclr pretrain"].parse_args(
+        ["--store", "s", "--out", "o", "--steps", "100000", "--time-budget-minutes", "1.5"])
+    cfg = config_from_args(args)
+    assert (cfg.time_budget_s, cfg.steps) == (90.0, 100000)
+    assert config_from_args(PARSERS["drasclr pretrain"].parse_args(
+        ["--store", "s", "--out", "o"])).time_budget_s == 0.0

@@ -13,9 +13,13 @@ One command, one run folder, every stage resumable::
 Methods: DrasCLR (by default its ``paired`` recipe, :data:`DRASCLR_RECIPES`), DrasCLR without
 the neighbour loss, plain MoCo (each pretrained with the same budget and >= 2 seeds), the random
 (untrained) encoder (same seeds), and the density baselines LAA-950 (patch) and LAA-950 (image).
-Each run's step count is set from a calibration of its own steady-state step time (timed as it
-trains, in passes that alternate the methods), so every method gets the same minutes, not the
-same steps; a queue pre-fill (plain MoCo's) is paid from those minutes.
+Every method gets the same minutes, not the same steps. By default each run is time-boxed
+(``budget_mode`` ``time``): it trains until its budget is spent, a queue pre-fill (plain MoCo's)
+included, its cosine learning rate following the elapsed share of the budget
+(:attr:`drasclr.train.config.PretrainConfig.time_budget_s`); the steps each run got and the
+seconds it took are in ``science.json`` (``training``). ``calibrated`` instead fixes each run's
+step count from a calibration of its steady-state step time (passes that alternate the
+methods): reproducible step counts, but the calibration's noise becomes unequal time.
 """
 
 from __future__ import annotations
@@ -88,13 +92,18 @@ class ScienceConfig(StageConfig):
         probe_every: pretraining steps between training-time probes (0: none).
         input_map: the encoder's input map for every method, the random encoder included
             (:attr:`drasclr.train.config.PretrainConfig.input_map`).
+        budget_mode: ``time`` (default): every run trains until its wall-clock budget is spent
+            (a time box; equal time by construction); ``calibrated``: each run's step count is
+            set from a calibration of its step time (reproducible steps; the calibration's
+            noise, about 10 % on this machine, becomes unequal time).
         calibration_steps: steps of one timing run per method and pass; the first quarter is
-            warm-up and not timed (:func:`calibrate`).
+            warm-up and not timed (:func:`calibrate`; ``calibrated`` budgets only).
         calibration_passes: timing passes over all methods, alternating them (the mean is used).
         neighbour_warmup_share: share of DrasCLR's wall-clock budget trained with the local
             loss only before the neighbour loss joins (DESIGN.md §4 step 8's warm-up, in steps:
             :attr:`drasclr.train.config.PretrainConfig.warmup_steps`); its local-only and full
-            steps are calibrated separately, so the budget stays equal (0: no warm-up).
+            steps are calibrated separately, so the budget stays equal (0: no warm-up; > 0
+            needs ``budget_mode`` ``calibrated``).
         drasclr_recipe: how DrasCLR spends a step (:data:`DRASCLR_RECIPES`): ``paired``
             (default) or ``paper``.
     """
@@ -118,6 +127,7 @@ class ScienceConfig(StageConfig):
     dense_stride: int = 12
     probe_every: int = 50
     input_map: str = "parenchyma"
+    budget_mode: str = "time"
     calibration_steps: int = 32
     calibration_passes: int = 2
     neighbour_warmup_share: float = 0.0
@@ -129,6 +139,10 @@ class ScienceConfig(StageConfig):
         check(self.n_subjects >= 20, s, "n_subjects", "needs at least 20 subjects")
         check(len(self.seeds) >= 1, s, "seeds", "at least one seed")
         check(self.budget_minutes > 0, s, "budget_minutes", "must be > 0")
+        check(self.budget_mode in BUDGET_MODES, s, "budget_mode", f"one of {list(BUDGET_MODES)}")
+        check(self.budget_mode == "calibrated" or self.neighbour_warmup_share == 0, s,
+              "neighbour_warmup_share", "a local-only share needs budget_mode 'calibrated' "
+              "(its steps come from the step-time calibration)")
         check(self.calibration_steps >= 8, s, "calibration_steps", "must be >= 8")
         check(self.calibration_passes >= 1, s, "calibration_passes", "must be >= 1")
         check(0 <= self.neighbour_warmup_share < 1, s, "neighbour_warmup_share",
@@ -298,7 +312,8 @@ def pretrain_method(
 ) -> Path:
     """Pretrain (or export untrained) one method with one seed; returns the export folder.
 
-    ``say`` receives progress lines (the step-time calibration, :func:`budget_steps`).
+    ``say`` receives progress lines (the step-time calibration, :func:`budget_steps`, and
+    the steps and seconds of each finished run, :func:`training_record`).
     """
     from drasclr.train.config import PretrainConfig
     from drasclr.train.export import EXPORT_DIR, export_initial_encoder
@@ -311,10 +326,30 @@ def pretrain_method(
     if base is None:
         return export_initial_encoder(
             PretrainConfig(seed=seed, run_name=slug(name), input_map=cfg.input_map), store, run)
-    steps, warmup = budget_steps(out, cfg, name, seed, store, probe_file, say)
-    train_single_process(base.replace(steps=steps, warmup_steps=warmup), store, run,
-                         overwrite=True)
+    if cfg.budget_mode == "time":
+        run_cfg = base.replace(steps=TIME_BOX_STEP_CAP, time_budget_s=cfg.budget_minutes * 60)
+    else:
+        steps, warmup = budget_steps(out, cfg, name, seed, store, probe_file, say)
+        run_cfg = base.replace(steps=steps, warmup_steps=warmup)
+    train_single_process(run_cfg, store, run, overwrite=True)
+    rec = training_record(run)
+    say(f"[science] {name} s{seed}: {rec['steps']} steps in {rec['seconds']:.1f} s"
+        + (f" (queue pre-fill {rec['prefill_seconds']:.1f} s)" if rec["prefill_seconds"] else ""))
     return run / EXPORT_DIR
+
+
+def training_record(run: Path) -> dict[str, Any]:
+    """Steps, wall-clock seconds (pre-fill included) and pre-fill seconds of a finished run,
+    from its ``metrics.jsonl`` (empty for the untrained encoder)."""
+    from drasclr.train.loop import read_metrics
+
+    if not (run / "metrics.jsonl").is_file():
+        return {}
+    rows = read_metrics(run)
+    end = [r for r in rows if r.get("event") == "end"][-1]
+    fill = sum(float(r.get("prefill_seconds", 0.0)) for r in rows if r.get("event") == "start")
+    return {"steps": int(end["step"]), "seconds": round(float(end["elapsed_s"]), 2),
+            "prefill_seconds": round(fill, 2)}
 
 
 def method_config(cfg: ScienceConfig, name: str, seed: int, probe_file: Path) -> Any:
@@ -341,6 +376,11 @@ def method_overrides(cfg: ScienceConfig, name: str) -> dict[str, Any] | None:
     recipe, divisor = DRASCLR_RECIPES[cfg.drasclr_recipe]
     return {**over, **recipe, "batch_size": cfg.batch_size // divisor}
 
+
+#: How a run's budget is held (``ScienceConfig.budget_mode``).
+BUDGET_MODES: tuple[str, ...] = ("time", "calibrated")
+#: Step cap of a time-boxed run (the budget ends it long before).
+TIME_BOX_STEP_CAP = 10**7
 
 #: Calibration-table suffix of a neighbour method's local-only (warm-up) steps.
 LOCAL_ONLY = " [local-only steps]"
@@ -596,6 +636,14 @@ def markdown_table(rows: list[dict[str, Any]], metrics: tuple[str, ...] = SCIENC
     return head + "\n".join(lines) + "\n"
 
 
+def training_table(training: dict[str, dict[str, Any]]) -> str:
+    """Markdown lines: the steps and seconds each pretraining run got."""
+    lines = [f"| {run} | {r['steps']} | {r['seconds']:.1f} | {r['prefill_seconds']:.1f} |"
+             for run, r in training.items() if r]
+    return ("\n| pretraining run | steps | seconds | of which queue pre-fill |\n|---|---|---|---|\n"
+            + "\n".join(lines) + "\n") if lines else ""
+
+
 def run_science(
     out_dir: str | Path, cfg: ScienceConfig, progress: bool = True, say: Any = _silent
 ) -> dict[str, Any]:
@@ -644,11 +692,14 @@ def run_science(
     for name, m in base.items():
         results[name] = [m]
     rows = summarise(results)
-    doc = {"rows": rows, "config": cfg.to_dict(),
+    training = {f"{name} s{seed}": training_record(out / "models" / f"{slug(name)}_s{seed}")
+                for name, over in SCIENCE_METHODS.items() if over is not None
+                for seed in cfg.seeds}
+    doc = {"rows": rows, "training": training, "config": cfg.to_dict(),
            "minutes": round((time.perf_counter() - t0) / 60, 1), "timings": clock.seconds,
            "n_subjects": store.num_subjects, "n_landmarks": store.num_landmarks}
     atomic_write_text(out / "science.json", json.dumps(doc, indent=1, default=float))
-    atomic_write_text(out / "science.md", markdown_table(rows))
+    atomic_write_text(out / "science.md", markdown_table(rows) + training_table(training))
     return doc
 
 
@@ -658,7 +709,7 @@ def run_from_args(args: argparse.Namespace, say: Any = _silent) -> dict[str, Any
                         budget_minutes=args.budget_minutes, batch_size=args.batch_size,
                         seeds=tuple(range(args.pretrain_seeds)), bn_stats=args.bn_stats,
                         **({"input_map": args.input_map} if args.input_map else {}),
-                        drasclr_recipe=args.drasclr_recipe,
+                        drasclr_recipe=args.drasclr_recipe, budget_mode=args.budget_mode,
                         **({"neighbour_warmup_share": args.neighbour_warmup_share}
                            if args.neighbour_warmup_share is not None else {}))
     return run_science(args.out, cfg, progress=not args.quiet, say=say)
@@ -688,5 +739,8 @@ def register(sub: Any) -> None:
                    help="paired: B/2 anchors + 1 neighbour each, the neighbour also trained "
                         "locally (a step costs what one without the neighbour loss costs); "
                         "paper: B anchors + 2 neighbours for the neighbour loss only")
+    p.add_argument("--budget-mode", choices=BUDGET_MODES, default="time",
+                   help="time: every run trains until its budget is spent (equal time); "
+                        "calibrated: step counts from a step-time calibration")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(bench_run=run_from_args)

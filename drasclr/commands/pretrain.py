@@ -23,6 +23,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         overrides["steps"] = args.steps
     if args.epochs is not None and args.steps is None:
         overrides["steps"] = 0
+    if getattr(args, "time_budget_minutes", None) is not None:
+        overrides["time_budget_s"] = 60.0 * args.time_budget_minutes
     if args.gpu:
         overrides["use_gpu"] = True
     if args.deterministic:
@@ -71,6 +73,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="total optimizer steps (default: derived from --epochs)")
     p.add_argument("--epochs", type=int, default=None,
                    help="epochs over the store (when --steps is not given)")
+    p.add_argument("--time-budget-minutes", dest="time_budget_minutes", type=float, default=None,
+                   help="stop when this much wall-clock time is spent, the learning rate annealed "
+                        "over it (--steps / --epochs then only cap the run)")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=None,
                    help="B, subjects per batch per worker (default 128)")
     p.add_argument("--lr", type=float, default=None, help="base learning rate (default 0.01)")

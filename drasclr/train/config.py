@@ -71,6 +71,12 @@ class PretrainConfig(StageConfig):
         weight_decay: SGD weight decay.
         epochs: passes over every worker's landmark batches (used when ``steps`` is 0).
         steps: total optimizer steps; 0 derives it from ``epochs``.
+        time_budget_s: wall-clock seconds of the whole run (0: none). With a budget the run
+            stops after the first step that ends once this much time has passed since it began
+            (a queue pre-fill included, training-time probes not; a resumed run carries the time
+            already spent), the cosine learning rate follows the elapsed share of the budget
+            instead of the step count, and ``steps`` / ``epochs`` only cap the run. Runs
+            compared at equal wall-clock (``drasclr bench science``) get equal time this way.
         checkpoint_every: save a checkpoint every this many steps (and at the end).
         keep_checkpoints: checkpoints kept by Ray Train.
         log_every: write a metrics line every this many steps.
@@ -150,6 +156,7 @@ class PretrainConfig(StageConfig):
     weight_decay: float = 1e-4
     epochs: int = 20
     steps: int = 0
+    time_budget_s: float = 0.0
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     log_every: int = 10
@@ -227,6 +234,7 @@ class PretrainConfig(StageConfig):
         check(self.weight_decay >= 0, s, "weight_decay", "must be >= 0")
         check(self.epochs >= 1 or self.steps >= 1, s, "epochs", "set epochs >= 1 or steps >= 1")
         check(self.steps >= 0, s, "steps", "must be >= 0 (0 = derive from epochs)")
+        check(self.time_budget_s >= 0, s, "time_budget_s", "must be >= 0 (0 = no time budget)")
         check(self.checkpoint_every >= 1, s, "checkpoint_every", "must be >= 1")
         check(self.keep_checkpoints >= 1, s, "keep_checkpoints", "must be >= 1")
         check(self.log_every >= 1, s, "log_every", "must be >= 1")

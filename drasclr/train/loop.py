@@ -199,13 +199,35 @@ def make_optimizer(config: PretrainConfig, params: list[Tensor]) -> torch.optim.
     )
 
 
-def learning_rate(config: PretrainConfig, step: int, total_steps: int) -> float:
-    """Learning rate of 0-based ``step``: linear warm-up, then cosine decay to 0 at the end."""
+def learning_rate(
+    config: PretrainConfig, step: int, total_steps: int, elapsed_share: float | None = None
+) -> float:
+    """Learning rate of 0-based ``step``: linear warm-up, then cosine decay to 0 at the end.
+
+    A time-budgeted run passes ``elapsed_share``, the share of its wall-clock budget spent so
+    far: the cosine then follows that share (0 at the start, 1 at the budget) instead of the
+    step count; the warm-up stays in steps.
+    """
     w = min(config.lr_warmup_steps, max(total_steps - 1, 0))
     if step < w:
         return config.lr * (step + 1) / w
+    if elapsed_share is not None:
+        return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(max(elapsed_share, 0.0), 1.0)))
     span = max(total_steps - w, 1)
     return config.lr * 0.5 * (1.0 + math.cos(math.pi * (step - w) / span))
+
+
+def elapsed_seconds(since: float, carried: float, distributed: bool, device: torch.device) -> float:
+    """Wall-clock seconds of a run: ``carried`` (spent before a resume) plus the time since
+    ``since`` (a ``time.perf_counter()`` reading, moved on past rank 0's probes); with
+    ``distributed`` rank 0's value, broadcast, so every rank takes the same learning rate and
+    the same decision to stop (one small collective a step, time-budgeted runs only)."""
+    elapsed = carried + time.perf_counter() - since
+    if distributed:
+        shared = torch.tensor([elapsed], dtype=torch.float64, device=device)
+        dist.broadcast(shared, src=0)
+        elapsed = float(shared.item())
+    return elapsed
 
 
 def total_steps(config: PretrainConfig, steps_per_epoch: int) -> int:
@@ -379,8 +401,10 @@ def train_worker(
         ctx: rank, device, restore point and checkpoint publisher.
 
     Returns:
-        Final metrics of this worker: ``step`` (steps done), ``total_steps``, ``landmarks``
-        (owned ids), ``queue_bytes`` and the last logged window's averages.
+        Final metrics of this worker: ``step`` (steps done), ``complete`` (the run reached its
+        last step: ``total_steps``, or the end of its time budget), ``elapsed_s`` (wall-clock
+        seconds of the run so far), ``total_steps``, ``landmarks`` (owned ids), ``queue_bytes``
+        and the last logged window's averages.
 
     Raises:
         NonFiniteLossError: the loss became NaN/inf (all ranks raise together).
@@ -409,7 +433,7 @@ def train_worker(
     torch.manual_seed(config.seed * 104729 + ctx.rank)
     aug_params = config.augment_params
 
-    start = 0
+    start, carried = 0, 0.0
     if ctx.restore_from is not None:
         shared = load_model_state(ctx.restore_from)
         own = load_rank_state(ctx.restore_from, ctx.rank, ctx.world_size)
@@ -424,6 +448,7 @@ def train_worker(
         model.load_state_dict(state)
         optimizer.load_state_dict(shared["optimizer"])
         start = int(sched["step"])
+        carried = float(sched.get("elapsed_s", 0.0))
         _set_rng_state(own["rng"], gen, device)
     loader = PatchLoader(
         store, sampler, start_step=start, prefetch=config.prefetch,
@@ -438,6 +463,8 @@ def train_worker(
 
         train_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 
+    budget = config.time_budget_s
+    began = time.perf_counter()  # a time budget counts from here, the queue pre-fill included
     prefilled, prefill_s = 0, 0.0
     if ctx.restore_from is None and config.prefills_queues:
         model.train()
@@ -456,17 +483,27 @@ def train_worker(
         "event": "start", "step": start, "total_steps": n_total, "world_size": ctx.world_size,
         "restored_from": str(ctx.restore_from) if ctx.restore_from else None, "time": time.time(),
         "queue_size": model.memory_bank.size, "prefilled_keys": prefilled,
-        "prefill_seconds": round(prefill_s, 3),
+        "prefill_seconds": round(prefill_s, 3), "time_budget_s": budget,
     })
     if probe is not None and start == 0:
+        t_probe = time.perf_counter()
         log.write({"event": "probe", "step": 0, **probe.run(model), "time": time.time()})
+        began += time.perf_counter() - t_probe  # a measurement: off the time budget
     bar = None
     if ctx.rank == 0 and ctx.progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=n_total, initial=start, desc="pretrain", unit="step", disable=None)
+        bar = (tqdm(total=round(budget), initial=round(carried), unit="s", disable=None,
+                    desc=f"pretrain ({budget / 60:.1f} min budget)") if budget else
+               tqdm(total=n_total, initial=start, desc="pretrain", unit="step", disable=None))
 
+    # ``end``: the run's last step, n_total unless the time budget runs out first; ``stop``: where
+    # this call stops (earlier on an interruption, ``ctx.stop_after``)
+    end = n_total
     stop = n_total if ctx.stop_after is None else min(n_total, ctx.stop_after)
+    elapsed = carried
+    if budget and carried >= budget:  # restored from the checkpoint that spent the budget
+        end = stop = start
     window = _Window()
     last: dict[str, Any] = {}
     last_grad_norm: float | None = None
@@ -496,9 +533,6 @@ def train_worker(
                 if config.neighbour_local_weight:
                     flat = augment(x[1:].reshape(k * b, *x.shape[2:]), gen, aug_params)
                     nkey = flat.view(k, b, *x.shape[2:]).transpose(0, 1)
-            lr = learning_rate(config, step, n_total)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
             loc = locations[spec.landmark]
             nlocs = (locations[torch.as_tensor(spec.neighbours, device=device)]
                      if ngb is not None else None)
@@ -514,10 +548,19 @@ def train_worker(
             )
             optimizer.zero_grad(set_to_none=True)
             out_step["loss"].backward()
+            if budget:
+                elapsed = elapsed_seconds(began, carried, ctx.distributed, device)
+                lr = learning_rate(config, step, n_total, elapsed / budget)
+                if elapsed >= budget:  # this is the last step
+                    end = stop = step + 1
+            else:
+                lr = learning_rate(config, step, n_total)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
             # host synchronisations (finite check, gradient norm, metric read-back) happen only
             # on logging / checkpoint steps; a non-finite loss is caught there before any save
             sync = (step + 1) % config.log_every == 0 or step + 1 == stop or (
-                (step + 1) % config.checkpoint_every == 0 or step + 1 == n_total)
+                (step + 1) % config.checkpoint_every == 0 or step + 1 == end)
             if sync:
                 finite = torch.isfinite(out_step["loss"].detach()).to(torch.float32)
                 finite = torch.minimum(finite, window.finite(device))
@@ -545,7 +588,7 @@ def train_worker(
             window.add(out_step, config.batch_size, time.perf_counter() - t0,
                        loader.wait_seconds - wait0)
             if bar is not None:
-                bar.update(1)
+                bar.update(min(round(elapsed), bar.total) - bar.n if budget else 1)
 
             if step % config.log_every == 0 or step == stop:
                 last = window.summary(ctx.distributed, ctx.world_size, device)
@@ -566,10 +609,15 @@ def train_worker(
                         "projection may be collapsing", RuntimeWarning, stacklevel=1)
                 window = _Window()
             if probe is not None and (step % config.probe_every == 0 or step == stop):
+                t_probe = time.perf_counter()
                 log.write({"event": "probe", "step": step, **probe.run(model),
                            "time": time.time()})
-            if step % config.checkpoint_every == 0 or step == n_total:
-                _checkpoint(model, optimizer, loader, gen, device, ctx, step, n_total, last)
+                began += time.perf_counter() - t_probe  # a measurement: off the time budget
+            if step % config.checkpoint_every == 0 or step == end:
+                if not budget:
+                    elapsed = carried + time.perf_counter() - began
+                _checkpoint(model, optimizer, loader, gen, device, ctx, step, n_total, elapsed,
+                            last)
             if ctx.fault and ctx.rank == int(ctx.fault["rank"]) and step == int(ctx.fault["step"]):
                 marker = Path(ctx.fault["marker"])
                 if not marker.exists():
@@ -580,10 +628,14 @@ def train_worker(
         if bar is not None:
             bar.close()
         log.close()
-    log.write({"event": "end", "step": step, "time": time.time()})
+    elapsed = carried + time.perf_counter() - began
+    log.write({"event": "end", "step": step, "complete": step == end,
+               "elapsed_s": round(elapsed, 3), "time": time.time()})
     return {
         **last,
         "step": step,
+        "complete": step == end,
+        "elapsed_s": elapsed,
         "total_steps": n_total,
         "steps_per_epoch": sampler.steps_per_epoch,
         "landmarks": sampler.landmarks.tolist(),
@@ -600,6 +652,7 @@ def _checkpoint(
     ctx: WorkerContext,
     step: int,
     n_total: int,
+    elapsed: float,
     metrics: dict[str, Any],
 ) -> None:
     """Write this rank's files into a fresh directory and publish it."""
@@ -619,7 +672,8 @@ def _checkpoint(
                 {
                     "model": _model_state(model),
                     "optimizer": optimizer.state_dict(),
-                    "schedule": {"step": step, "total_steps": n_total},
+                    "schedule": {"step": step, "total_steps": n_total,
+                                 "elapsed_s": elapsed},
                 },
                 {"step": step, "epoch": loader.state_dict()["epoch"],
                  "world_size": ctx.world_size, "metrics": metrics},

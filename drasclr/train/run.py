@@ -205,7 +205,7 @@ def train_single_process(
     config = config.replace(workers=1)
     out = Path(out)
     patch_store = PatchStore(store)
-    n_total = check_setup(config, patch_store)
+    check_setup(config, patch_store)
     prepare_out_dir(config, out, overwrite)
     done = _finished(out, config)
     if done is not None:
@@ -228,7 +228,7 @@ def train_single_process(
     )
     ctx = WorkerContext(0, 1, dev, False, restore, publish, stop_after, None, progress)
     final = train_worker(config, store, out, ctx)
-    if final["step"] < n_total:
+    if not final["complete"]:
         return None
     last = latest_checkpoint(ckpt_root)
     assert last is not None

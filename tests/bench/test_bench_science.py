@@ -164,7 +164,7 @@ def test_split_budget_fills_the_budget_with_both_kinds_of_step() -> None:
     assert warm * 0.5 + (steps - warm) * 1.5 == pytest.approx(180.0)
     assert split_budget(1.0, 1.5, 0.5, 0.5) == (10, 1)  # never fewer than 10 steps
     with pytest.raises(ConfigError, match="neighbour_warmup_share"):
-        ScienceConfig(neighbour_warmup_share=1.0)
+        ScienceConfig(neighbour_warmup_share=1.0, budget_mode="calibrated")
 
 
 def test_warmup_share_calibrates_the_local_only_steps(tmp_path: Path) -> None:
@@ -173,7 +173,8 @@ def test_warmup_share_calibrates_the_local_only_steps(tmp_path: Path) -> None:
 
     store = make_synthetic_store(tmp_path / "store", 4, 12, 8, seed=3)
     cfg = ScienceConfig(batch_size=4, threads=1, probe_every=0, calibration_steps=8,
-                        calibration_passes=1, neighbour_warmup_share=0.5, budget_minutes=0.5)
+                        calibration_passes=1, neighbour_warmup_share=0.5, budget_minutes=0.5,
+                        budget_mode="calibrated")
     said: list[str] = []
     steps, warm = budget_steps(tmp_path, cfg, "DrasCLR", 0, store, tmp_path / "p.npz",
                                said.append)
@@ -193,3 +194,31 @@ def test_warmup_share_calibrates_the_local_only_steps(tmp_path: Path) -> None:
     assert budget_steps(tmp_path, cfg, "plain MoCo", 1, store, tmp_path / "p.npz") == (
         table["plain MoCo"]["steps"], 0)
     assert any("local-only" in line for line in said)
+
+
+def test_time_budget_gives_every_method_the_same_seconds(tmp_path: Path) -> None:
+    """``budget_mode`` ``time``: each run trains until its budget is spent (a pre-fill paid
+    from it, probes not), no calibration; ``training`` records the steps and seconds."""
+    from drasclr.bench.science import pretrain_method, training_record, training_table
+    from drasclr.fsutil import slug
+    from drasclr.train.synthetic import make_synthetic_store
+
+    store = make_synthetic_store(tmp_path / "store", 4, 12, 8, seed=3)
+    cfg = ScienceConfig(batch_size=4, threads=1, probe_every=0, budget_minutes=0.025)
+    said: list[str] = []
+    records = {}
+    for name in ("DrasCLR", "plain MoCo"):
+        pretrain_method(tmp_path, cfg, name, 0, store, tmp_path / "p.npz", said.append)
+        records[name] = training_record(tmp_path / "models" / f"{slug(name)}_s0")
+    assert not (tmp_path / "calibration.json").exists()
+    for name, rec in records.items():
+        assert 1.5 <= rec["seconds"] < 1.5 + 1.0 and rec["steps"] > 1, (name, rec)
+    assert records["plain MoCo"]["prefill_seconds"] > 0 == records["DrasCLR"]["prefill_seconds"]
+    assert [line.split(":")[0] for line in said] == ["[science] DrasCLR s0",
+                                                     "[science] plain MoCo s0"]
+    table = training_table({f"{k} s0": v for k, v in records.items()})
+    assert f"| DrasCLR s0 | {records['DrasCLR']['steps']} |" in table
+    with pytest.raises(ConfigError, match="budget_mode"):
+        ScienceConfig(budget_mode="steps")
+    with pytest.raises(ConfigError, match="calibrated"):
+        ScienceConfig(neighbour_warmup_share=0.2)

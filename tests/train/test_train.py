@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -170,6 +171,16 @@ def test_learning_rate_warmup_then_cosine() -> None:
     assert lrs[-1] < 0.01
     with pytest.raises(ConfigError, match="conditioning"):
         PretrainConfig(model="moco", conditioning="loccondconv")
+
+
+def test_learning_rate_of_a_time_budget_follows_the_elapsed_share() -> None:
+    cfg = tiny_config(lr=0.1, lr_warmup_steps=4, steps=10**6, time_budget_s=60.0)
+    assert learning_rate(cfg, 1, 10**6, 0.9) == pytest.approx(0.05)  # warm-up stays in steps
+    shares = [0.0, 0.25, 0.5, 1.0, 1.5]
+    assert [learning_rate(cfg, 10, 10**6, f) for f in shares] == pytest.approx(
+        [0.1, 0.1 * (1 + 0.5**0.5) / 2, 0.05, 0.0, 0.0])
+    with pytest.raises(ConfigError, match="time_budget_s"):
+        tiny_config(time_budget_s=-1.0)
 
 
 def test_optimizer_choice() -> None:
@@ -436,3 +447,60 @@ def test_neighbour_warmup_in_steps(store16: Path, tmp_path: Path) -> None:
         assert r["loss"] == pytest.approx(r["local_loss"])
     with pytest.raises(ConfigError, match="warmup_steps"):
         tiny_config(warmup_steps=-1)
+
+
+def test_time_budget_ends_the_run_on_time_and_resumes_with_the_time_spent(
+    store16: Path, tmp_path: Path
+) -> None:
+    """``time_budget_s``: steps only cap the run; it stops once the budget is spent, its
+    learning rate annealed to 0 by then, with a final checkpoint and an export; a resumed run
+    carries the seconds already spent."""
+    budget = 3.0
+    cfg = tiny_config(steps=10**6, time_budget_s=budget, log_every=2, checkpoint_every=3,
+                      lr_warmup_steps=2)
+    res = train_single_process(cfg, store16, tmp_path / "a")
+    assert res is not None and 3 < res.steps < 10**6
+    rows = read_metrics(tmp_path / "a")
+    end = next(r for r in rows if r["event"] == "end")
+    train = [r for r in rows if r["event"] == "train"]
+    assert end["complete"] and end["step"] == res.steps == train[-1]["step"]
+    assert budget <= end["elapsed_s"] <= budget + 2.0  # the last step (and its checkpoint)
+    lrs = [r["lr"] for r in train]
+    assert lrs[-1] < 1e-3 * cfg.lr and all(a >= b for a, b in zip(lrs, lrs[1:]))  # noqa: RUF007
+    assert latest_checkpoint(tmp_path / "a" / "checkpoints").name == f"step_{res.steps:08d}"
+    assert (res.export_dir / "encoder.safetensors").is_file()
+
+    assert train_single_process(cfg, store16, tmp_path / "b", stop_after=3) is None
+    ckpt = latest_checkpoint(tmp_path / "b" / "checkpoints")
+    spent = torch.load(ckpt / "model.pt", weights_only=True)["schedule"]["elapsed_s"]
+    assert 0 < spent < budget
+    resumed = train_single_process(cfg, store16, tmp_path / "b")
+    assert resumed is not None and resumed.resumed and resumed.steps > 3
+    end_b = [r for r in read_metrics(tmp_path / "b") if r["event"] == "end"][-1]
+    assert end_b["complete"] and budget <= end_b["elapsed_s"] <= budget + 2.0
+
+
+def _elapsed_on_rank(rank: int, init: str, out: str) -> None:
+    import torch.distributed as dist
+
+    from drasclr.train.loop import elapsed_seconds
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    try:
+        # rank 1's clock reads 100 s more: both ranks must take rank 0's value
+        since = time.perf_counter() - (5.0 if rank == 0 else 105.0)
+        got = elapsed_seconds(since, 1.0, True, torch.device("cpu"))
+        Path(out, f"r{rank}").write_text(repr(got))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ranks_share_rank_zeros_clock(tmp_path: Path) -> None:
+    """A time-budgeted DDP run: every rank takes rank 0's elapsed time (same learning rate, same
+    step to stop at)."""
+    import torch.multiprocessing as mp
+
+    init = f"file://{tmp_path / 'rendezvous'}"
+    mp.spawn(_elapsed_on_rank, args=(init, str(tmp_path)), nprocs=2, join=True)
+    got = [float((tmp_path / f"r{r}").read_text()) for r in range(2)]
+    assert got[0] == got[1] and 6.0 <= got[0] < 8.0
