@@ -11,7 +11,7 @@ One command, one run folder, every stage resumable::
     <out>/science.json, <out>/science.md  the table: mean and s.d. over seeds x CV repeats
 
 Methods: DrasCLR (by default its ``paired`` recipe, :data:`DRASCLR_RECIPES`), DrasCLR without
-the neighbour loss, plain MoCo (each pretrained with the same budget and >= 2 seeds), the random
+the neighbour loss (the recipe's batches, the loss off), plain MoCo (each pretrained with the same budget and >= 2 seeds), the random
 (untrained) encoder (same seeds), and the density baselines LAA-950 (patch) and LAA-950 (image).
 Every method gets the same minutes, not the same steps. By default each run is time-boxed
 (``budget_mode`` ``time``): it trains until its budget is spent, a queue pre-fill (plain MoCo's)
@@ -40,11 +40,11 @@ from drasclr.config import StageConfig, check
 from drasclr.fsutil import atomic_write_text, slug
 from drasclr.imaging.intensity import INPUT_MAPS
 
-#: Method -> pretraining overrides (None: the untrained encoder of the same seed). DrasCLR's
-#: neighbour settings come from its recipe (:data:`DRASCLR_RECIPES`, :func:`method_overrides`).
+#: Method -> pretraining overrides (None: the untrained encoder of the same seed). DrasCLR's and
+#: its ablation's batches come from the recipe (:data:`DRASCLR_RECIPES`, :func:`method_overrides`).
 SCIENCE_METHODS: dict[str, dict[str, Any] | None] = {
     "DrasCLR": {"model": "drasclr"},
-    "DrasCLR (no neighbour loss)": {"model": "drasclr", "neighbours": 0},
+    "DrasCLR (no neighbour loss)": {"model": "drasclr"},
     "plain MoCo": {"model": "moco", "conditioning": "none", "neighbours": 0},
     "random encoder": None,
 }
@@ -54,16 +54,25 @@ SCIENCE_METRICS: tuple[str, ...] = (
     "exacerbation_acc", "healthy_detected_fraction", "detected_true_spearman", "dense_dice",
 )
 BASELINES: tuple[str, ...] = ("LAA-950 (patch)", "LAA-950 (image)")
-#: DrasCLR's pretraining recipes (``ScienceConfig.drasclr_recipe``). ``paper``: B anchors at a
-#: landmark j, each with its k = 2 nearest neighbour patches encoded for the neighbour loss only
-#: (3B query-side patches a step). ``paired``: B / 2 anchors at j and their nearest neighbour
-#: patch at j' (k = 1), which is also a query of j''s own local contrast
-#: (``neighbour_local_weight`` 1, its second view key-encoded and enqueued at j'), so a step
-#: encodes B query and B key patches, like DrasCLR without the neighbour loss (recipe round 20,
-#: docs/results.md). Recipe -> (pretraining overrides, anchors per step as B // this).
-DRASCLR_RECIPES: dict[str, tuple[dict[str, Any], int]] = {
-    "paired": ({"neighbours": 1, "neighbour_local_weight": 1.0}, 2),
-    "paper": ({"neighbours": 2}, 1),
+#: DrasCLR's pretraining recipes (``ScienceConfig.drasclr_recipe``), each with its ablation: the
+#: same batches without the neighbour loss. ``paper``: B anchors at a landmark j, each with its
+#: k = 2 nearest neighbour patches encoded for the neighbour loss only (3B query-side patches a
+#: step); without the loss those patches serve nothing, so the ablation is B anchors alone.
+#: ``paired``: B / 2 anchors at j and their nearest neighbour patch at j' (k = 1), which is also
+#: a query of j''s own local contrast (``neighbour_local_weight`` 1, its second view key-encoded
+#: and enqueued at j'), so a step encodes B query and B key patches (recipe round 20,
+#: docs/results.md); its ablation trains the same two landmarks with ``neighbour_weight`` 0.
+#: Recipe -> method -> (pretraining overrides, anchors per step as B // this).
+DRASCLR_RECIPES: dict[str, dict[str, tuple[dict[str, Any], int]]] = {
+    "paired": {
+        "DrasCLR": ({"neighbours": 1, "neighbour_local_weight": 1.0}, 2),
+        "DrasCLR (no neighbour loss)": (
+            {"neighbours": 1, "neighbour_local_weight": 1.0, "neighbour_weight": 0.0}, 2),
+    },
+    "paper": {
+        "DrasCLR": ({"neighbours": 2}, 1),
+        "DrasCLR (no neighbour loss)": ({"neighbours": 0}, 1),
+    },
 }
 
 
@@ -369,12 +378,14 @@ def method_config(cfg: ScienceConfig, name: str, seed: int, probe_file: Path) ->
 
 
 def method_overrides(cfg: ScienceConfig, name: str) -> dict[str, Any] | None:
-    """One method's pretraining overrides, DrasCLR's in ``cfg.drasclr_recipe`` form."""
+    """One method's pretraining overrides, DrasCLR's and its ablation's in
+    ``cfg.drasclr_recipe`` form."""
     over = SCIENCE_METHODS[name]
-    if name != "DrasCLR" or over is None:
+    recipe = DRASCLR_RECIPES[cfg.drasclr_recipe]
+    if over is None or name not in recipe:
         return over
-    recipe, divisor = DRASCLR_RECIPES[cfg.drasclr_recipe]
-    return {**over, **recipe, "batch_size": cfg.batch_size // divisor}
+    extra, divisor = recipe[name]
+    return {**over, **extra, "batch_size": cfg.batch_size // divisor}
 
 
 #: How a run's budget is held (``ScienceConfig.budget_mode``).
@@ -415,7 +426,7 @@ def budget_steps(
             if trained_m is None:
                 continue
             trained[m] = trained_m
-            if trained_m.neighbours and cfg.neighbour_warmup_share > 0:
+            if trained_m.neighbours and trained_m.neighbour_weight and cfg.neighbour_warmup_share:
                 trained[m + LOCAL_ONLY] = trained[m].replace(warmup_steps=10**9)
         table = calibrate(trained, store, out / "scratch", cfg.calibration_steps,
                           cfg.calibration_passes, say)

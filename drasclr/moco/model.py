@@ -266,8 +266,9 @@ class DrasCLR(nn.Module):
             loc: (3,) normalised landmark ``l_j`` (or (B, 3) per sample).
             neighbour_locs: (k, 3) normalised neighbour landmarks ``l_j'``.
             landmark: global landmark id ``j`` (selects the queue ``Q_j``).
-            neighbour_weight: beta of ``L = L_loc + beta L_ngb``; 0 skips the neighbour pass
-                (warm-up epochs).
+            neighbour_weight: beta of ``L = L_loc + beta L_ngb``; 0 skips the neighbour loss
+                (warm-up epochs), and the neighbour pass too unless the neighbours' own local
+                losses need it (``neighbour_local_weight``).
             update_key_encoder: apply the momentum update before encoding the keys (MoCo order).
             subjects: (B,) subject ids (store indices) of the batch, used to mask the queue's
                 keys of a query's own subject (needed with ``mask_queue``; None masks only
@@ -292,9 +293,12 @@ class DrasCLR(nn.Module):
         q = self.embed(query, loc)
 
         neighbour_loss: Tensor | None = None
+        # the neighbour patches are embedded for the neighbour loss (beta != 0) or their own
+        # landmark's local losses (gamma != 0, which also train while beta = 0)
         use_ngb = (
             self.use_neighbours
-            and neighbour_weight != 0.0
+            and (neighbour_weight != 0.0
+                 or (neighbour_local_weight != 0.0 and neighbour_keys is not None))
             and neighbours is not None
             and neighbours.shape[1] > 0
         )
@@ -331,7 +335,7 @@ class DrasCLR(nn.Module):
 
         logits, n_neg, batch_keys, negatives, valid = self._local(q, keys, landmark, subjects)
         local_loss = info_nce(logits)
-        if r is not None:  # the neighbour rows are the batch's first r.shape[0] subjects
+        if r is not None and neighbour_weight != 0.0:  # neighbour rows: the first r.shape[0]
             a = r.shape[0]
             r_in = r if self.neighbour_reduce == "sum" else r / r.shape[1]  # sum of r/k: mean
             if valid is None and batch_keys is None:

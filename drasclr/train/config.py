@@ -46,7 +46,9 @@ class PretrainConfig(StageConfig):
             their own landmark's local contrast (a second augmented view is key-encoded, their
             keys are enqueued in the neighbours' queues). The query pass then serves both
             losses instead of spending two thirds of a step on the neighbour loss alone.
-            Needs ``neighbour_rows`` 0 (every row carries neighbours).
+            Needs ``neighbour_rows`` 0 (every row carries neighbours). The local losses also
+            train while beta is 0 (a warm-up, or ``neighbour_weight`` 0: the same batches
+            without the neighbour loss, the paired recipe's ablation).
         neighbour_reduce: ``sum`` (the official implementation, DESIGN.md §4 step 7) or
             ``mean`` of the k neighbour embeddings in the neighbour loss; the sum's norm (up to
             k) sharpens the neighbour logits like a temperature of tau / k.

@@ -526,7 +526,7 @@ def train_worker(
             beta = neighbour_weight_at(spec.epoch, config.neighbour_weight, config.warmup_epochs,
                                        step, config.warmup_steps)
             ngb = nkey = None
-            if k and beta:
+            if k and (beta or config.neighbour_local_weight):  # neighbour loss / local losses
                 b = config.neighbour_rows or x.shape[1]
                 flat = augment(x[1:, :b].reshape(k * b, *x.shape[2:]), gen, aug_params)
                 ngb = flat.view(k, b, *x.shape[2:]).transpose(0, 1)

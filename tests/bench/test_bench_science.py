@@ -58,7 +58,8 @@ def test_every_method_gets_the_input_map(tmp_path: Path) -> None:
 
 def test_drasclr_recipes_spend_a_step_as_stated(tmp_path: Path) -> None:
     """``paired`` encodes B query patches a step (B / 2 anchors + their neighbour, which is
-    also a local query), as many as the no-neighbour ablation; ``paper`` encodes 3B."""
+    also a local query), as its ablation does (the same batches, neighbour loss off);
+    ``paper`` encodes 3B, its ablation B."""
     from drasclr.bench.science import method_config
 
     probe = tmp_path / "probe.npz"
@@ -66,6 +67,13 @@ def test_drasclr_recipes_spend_a_step_as_stated(tmp_path: Path) -> None:
     paired = method_config(ScienceConfig(), "DrasCLR", 0, probe)
     paper = method_config(ScienceConfig(drasclr_recipe="paper"), "DrasCLR", 0, probe)
     assert ablation.batch_size * (1 + ablation.neighbours) == 32
+    # the ablation is the recipe's batches without the neighbour loss
+    same = {"batch_size", "neighbours", "neighbour_local_weight"}
+    assert {f: getattr(ablation, f) for f in same} == {f: getattr(paired, f) for f in same}
+    assert ablation.neighbour_weight == 0.0
+    paper_cut = method_config(ScienceConfig(drasclr_recipe="paper"),
+                              "DrasCLR (no neighbour loss)", 0, probe)
+    assert (paper_cut.batch_size, paper_cut.neighbours) == (32, 0)
     assert paired.batch_size * (1 + paired.neighbours) == 32
     assert paired.neighbours == 1
     assert (paired.neighbour_local_weight, paired.neighbour_weight) == (1.0, 1.0)

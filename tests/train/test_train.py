@@ -408,6 +408,19 @@ def test_neighbour_local_losses_fill_the_neighbours_queues(store16: Path, tmp_pa
     assert sorted(pair_filled.tolist()) == [0] * (L - 2) + [4, 4]
     train = [r for r in read_metrics(tmp_path / "local") if r["event"] == "train"]
     assert np.isfinite(train[0]["loss"]) and train[0]["loss"] > train[0]["local_loss"]
+    # its ablation (neighbour_weight 0): the same two landmarks trained, no neighbour loss
+    cut = train_single_process(tiny_config(steps=1, checkpoint_every=1, neighbours=1,
+                                           neighbour_local_weight=1.0, neighbour_weight=0.0),
+                               store16, tmp_path / "cut")
+    assert cut is not None
+    cut_bank = _files(tmp_path / "cut")[1]["memory_bank"]["subjects"]
+    assert torch.equal((cut_bank >= 0).sum(dim=1), pair_filled)
+    both = [[r for r in read_metrics(tmp_path / n) if r["event"] == "train"][0]
+            for n in ("pair", "cut")]
+    assert both[0]["neighbour_loss"] > 0 and both[1]["neighbour_loss"] == 0
+    # the same batch, so the same local loss of the anchors
+    assert both[1]["local_loss"] == pytest.approx(both[0]["local_loss"])
+    assert both[1]["loss"] > both[1]["local_loss"]  # + the neighbour landmark's local loss
     with pytest.raises(ConfigError, match="neighbour_rows"):
         tiny_config(neighbour_local_weight=1.0, neighbour_rows=2)
 
