@@ -11,8 +11,9 @@ One command, one run folder, every stage resumable::
     <out>/science.json, <out>/science.md  the table: mean and s.d. over seeds x CV repeats
 
 Methods: DrasCLR (by default its ``paired`` recipe, :data:`DRASCLR_RECIPES`), DrasCLR without
-the neighbour loss (the recipe's batches, the loss off), plain MoCo (each pretrained with the same budget and >= 2 seeds), the random
-(untrained) encoder (same seeds), and the density baselines LAA-950 (patch) and LAA-950 (image).
+the neighbour loss (the recipe's batches, the loss off), plain MoCo (each pretrained with the
+same budget and >= 2 seeds), the random (untrained) encoder (same seeds), and the density
+baselines LAA-950 (patch) and LAA-950 (image).
 Every method gets the same minutes, not the same steps. By default each run is time-boxed
 (``budget_mode`` ``time``): it trains until its budget is spent, a queue pre-fill (plain MoCo's)
 included, its cosine learning rate following the elapsed share of the budget
