@@ -615,7 +615,7 @@ def train_worker(
                 began += time.perf_counter() - t_probe  # a measurement: off the time budget
             if step % config.checkpoint_every == 0 or step == end:
                 if not budget:
-                    elapsed = carried + time.perf_counter() - began
+                    elapsed = elapsed_seconds(began, carried, False, device)
                 _checkpoint(model, optimizer, loader, gen, device, ctx, step, n_total, elapsed,
                             last)
             if ctx.fault and ctx.rank == int(ctx.fault["rank"]) and step == int(ctx.fault["step"]):
@@ -628,7 +628,7 @@ def train_worker(
         if bar is not None:
             bar.close()
         log.close()
-    elapsed = carried + time.perf_counter() - began
+    elapsed = elapsed_seconds(began, carried, False, device)
     log.write({"event": "end", "step": step, "complete": step == end,
                "elapsed_s": round(elapsed, 3), "time": time.time()})
     return {
