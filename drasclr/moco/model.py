@@ -69,6 +69,10 @@ class DrasCLR(nn.Module):
             ``mean``.
         queue_negatives: the landmark's queue supplies negatives (off: the batch's other
             subjects only, which needs ``batch_negatives``; queued keys still get written).
+        neighbour_head: a projection head ``g_n`` of its own for the neighbour loss's queries
+            (``r_j' = g_n(e_theta(x_ij', l_j'))`` against ``g``'s keys); None (the paper): the
+            neighbour loss shares ``g`` with the local loss. The representation ``h`` is shared
+            either way; only the last map into the contrast space differs.
     """
 
     def __init__(
@@ -87,6 +91,7 @@ class DrasCLR(nn.Module):
         neighbour_source: str = "patches",
         queue_negatives: bool = True,
         neighbour_reduce: str = "sum",
+        neighbour_head: ProjectionHead | None = None,
     ) -> None:
         super().__init__()
         if neighbour_source not in NEIGHBOUR_SOURCES:
@@ -119,6 +124,7 @@ class DrasCLR(nn.Module):
         self.neighbour_source = neighbour_source
         self.queue_negatives = queue_negatives
         self.neighbour_reduce = neighbour_reduce
+        self.neighbour_head = neighbour_head
         # Per-worker state that DDP must neither verify nor broadcast from rank 0.
         self._ddp_params_and_buffers_to_ignore = [
             f"memory_bank.{name}" for name, _ in memory_bank.named_buffers()
@@ -303,6 +309,7 @@ class DrasCLR(nn.Module):
             and neighbours.shape[1] > 0
         )
         r: Tensor | None = None
+        r_ngb: Tensor | None = None  # the neighbour loss's embeddings (r, or g_n's)
         flat_locs: Tensor | None = None
         if use_ngb:
             assert neighbours is not None and neighbour_locs is not None
@@ -312,7 +319,13 @@ class DrasCLR(nn.Module):
                 raise ValueError(f"neighbour_locs must be ({k}, 3), got {got}")
             flat = neighbours.reshape(b * k, *neighbours.shape[2:])
             flat_locs = neighbour_locs.to(query.dtype).repeat(b, 1)  # row b*k + j -> l_j'
-            r = self.embed(flat, flat_locs).view(b, k, -1)
+            if self.neighbour_head is None:
+                r = self.embed(flat, flat_locs).view(b, k, -1)
+            else:  # one encoder pass, two heads: g for j''s own local loss, g_n for L_ngb
+                h = self._grouped(self.encoder, nn.Identity(), flat, flat_locs)
+                r = F.normalize(self.head(h), dim=1).view(b, k, -1)
+                if neighbour_weight != 0.0:
+                    r_ngb = F.normalize(self.neighbour_head(h), dim=1).view(b, k, -1)
         ngb_local = r is not None and neighbour_local_weight != 0.0 and neighbour_keys is not None
         if ngb_local:
             assert r is not None and neighbour_keys is not None and flat_locs is not None
@@ -336,8 +349,9 @@ class DrasCLR(nn.Module):
         logits, n_neg, batch_keys, negatives, valid = self._local(q, keys, landmark, subjects)
         local_loss = info_nce(logits)
         if r is not None and neighbour_weight != 0.0:  # neighbour rows: the first r.shape[0]
-            a = r.shape[0]
-            r_in = r if self.neighbour_reduce == "sum" else r / r.shape[1]  # sum of r/k: mean
+            r_n = r if r_ngb is None else r_ngb
+            a = r_n.shape[0]
+            r_in = r_n if self.neighbour_reduce == "sum" else r_n / r_n.shape[1]  # mean
             if valid is None and batch_keys is None:
                 neighbour_loss = neighbour_contrastive_loss(r_in, keys[:a], negatives,
                                                             self.temperature)[0]

@@ -52,6 +52,12 @@ class PretrainConfig(StageConfig):
         neighbour_reduce: ``sum`` (the official implementation, DESIGN.md §4 step 7) or
             ``mean`` of the k neighbour embeddings in the neighbour loss; the sum's norm (up to
             k) sharpens the neighbour logits like a temperature of tau / k.
+        neighbour_head: the neighbour loss projects the neighbour patches with a head of its
+            own (``g_n``, same shape as ``g``) instead of sharing ``g`` with the local loss
+            (the paper). The shared ``g`` must map a subject's neighbouring patches close
+            together (the neighbour loss) while keeping each landmark's subjects apart (the
+            local loss); with ``g_n`` the neighbour loss still trains the encoder but no longer
+            bends the local contrast's space. Costs one 128-d MLP on the neighbour rows.
         neighbour_source: where the neighbour contrast gets its neighbour embeddings.
             ``patches`` (the paper): the k neighbour patches of every row are augmented and
             encoded by the query encoder, three times a step's query-side work. ``bank``: the
@@ -148,6 +154,7 @@ class PretrainConfig(StageConfig):
     neighbour_local_weight: float = 0.0
     neighbour_source: str = "patches"
     neighbour_reduce: str = "sum"
+    neighbour_head: bool = False
     warmup_epochs: int = 0
     warmup_steps: int = 0
     batch_size: int = 128
@@ -222,6 +229,10 @@ class PretrainConfig(StageConfig):
             self.neighbour_rows == 0 and self.neighbour_local_weight == 0), s, "neighbour_source",
               "'bank' reads no neighbour patches: neighbour_rows and neighbour_local_weight "
               "must be 0")
+        check(not self.neighbour_head or (
+            self.model == "drasclr" and self.neighbour_source == "patches"), s, "neighbour_head",
+              "a neighbour head projects neighbour patches: needs model 'drasclr' and "
+              "neighbour_source 'patches'")
         check(self.queue_negatives or (self.batch_negatives and self.model == "drasclr"), s,
               "queue_negatives", "off needs the in-batch negatives of DrasCLR "
               "(model: drasclr, batch_negatives: true)")

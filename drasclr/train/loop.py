@@ -125,7 +125,9 @@ def build_model(
                    batch_negatives=config.batch_negatives,
                    neighbour_source=config.neighbour_source,
                    queue_negatives=config.queue_negatives,
-                   neighbour_reduce=config.neighbour_reduce, **flags)
+                   neighbour_reduce=config.neighbour_reduce,
+                   neighbour_head=(ProjectionHead(encoder.out_dim, 128, config.dim)
+                                   if config.neighbour_head else None), **flags)
 
 
 @torch.no_grad()

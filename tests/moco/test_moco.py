@@ -553,3 +553,33 @@ def test_neighbour_mean_is_the_sum_at_k_times_the_temperature() -> None:
     assert mean["neighbour_loss"] != summed["neighbour_loss"]
     with pytest.raises(ValueError, match="neighbour_reduce"):
         DrasCLR(model.encoder, model.head, model.memory_bank, neighbour_reduce="max")
+
+
+def test_neighbour_head_keeps_the_local_contrasts_head_to_the_local_loss() -> None:
+    """``neighbour_head``: the neighbour loss projects with ``g_n``; it still trains the encoder,
+    but the shared head ``g`` gets exactly the local loss's gradient, and the local loss is the
+    same as with a shared head."""
+    from drasclr.nn.encoder import ProjectionHead
+
+    torch.manual_seed(0)
+    model = DrasCLR.build(landmarks=[4], queue_size=8, seed=0)
+    data = _batch(b=4)
+
+    def grads(beta: float) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        model.zero_grad(set_to_none=True)
+        out = model(**data, landmark=4, neighbour_weight=beta, update_key_encoder=False)
+        out["loss"].backward()
+        got = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return out, got
+
+    shared, _ = grads(1.0)
+    model.neighbour_head = ProjectionHead(128, 128, 128)
+    own, g_own = grads(1.0)
+    local, g_local = grads(0.0)  # the local loss alone (no neighbour pass)
+    torch.testing.assert_close(own["local_loss"], shared["local_loss"])
+    assert own["neighbour_loss"] > 0 and own["neighbour_loss"] != shared["neighbour_loss"]
+    head = [n for n in g_local if n.startswith("head.")]
+    assert head and all(torch.allclose(g_own[n], g_local[n], atol=1e-7) for n in head)
+    assert any(g_own[n].abs().sum() > 0 for n in g_own if n.startswith("neighbour_head."))
+    enc = [n for n in g_local if n.startswith("encoder.")]
+    assert any(not torch.allclose(g_own[n], g_local[n]) for n in enc)  # L_ngb trains e

@@ -517,3 +517,20 @@ def test_ranks_share_rank_zeros_clock(tmp_path: Path) -> None:
     mp.spawn(_elapsed_on_rank, args=(init, str(tmp_path)), nprocs=2, join=True)
     got = [float((tmp_path / f"r{r}").read_text()) for r in range(2)]
     assert got[0] == got[1] and 6.0 <= got[0] < 8.0
+
+
+def test_neighbour_head_is_built_from_the_config(store16: Path, tmp_path: Path) -> None:
+    """``neighbour_head: true`` gives the model a head of its own for the neighbour loss (saved
+    in the checkpoint); plain MoCo and the bank neighbour contrast refuse it."""
+    cfg = tiny_config(steps=1, checkpoint_every=1, neighbours=1, neighbour_local_weight=1.0,
+                      neighbour_head=True)
+    assert train_single_process(cfg, store16, tmp_path / "nh") is not None
+    model = _files(tmp_path / "nh")[0]
+    keys = model.get("model", model)
+    assert any(k.startswith("neighbour_head.") for k in keys)
+    train = [r for r in read_metrics(tmp_path / "nh") if r["event"] == "train"]
+    assert train[0]["neighbour_loss"] > 0
+    with pytest.raises(ConfigError, match="neighbour_head"):
+        tiny_config(neighbour_head=True, model="moco", conditioning="none")
+    with pytest.raises(ConfigError, match="neighbour_head"):
+        tiny_config(neighbour_head=True, neighbour_source="bank")
