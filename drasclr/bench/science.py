@@ -62,11 +62,13 @@ BASELINES: tuple[str, ...] = ("LAA-950 (patch)", "LAA-950 (image)")
 #: ``paired``: B / 2 anchors at j and their nearest neighbour patch at j' (k = 1), which is also
 #: a query of j''s own local contrast (``neighbour_local_weight`` 1, its second view key-encoded
 #: and enqueued at j'), so a step encodes B query and B key patches (recipe round 20,
-#: docs/results.md); its ablation trains the same two landmarks with ``neighbour_weight`` 0.
+#: docs/results.md); the neighbour loss projects r_ij' with a head of its own
+#: (``neighbour_head``, round 21), so it trains the encoder without bending the local contrast's
+#: head; its ablation trains the same two landmarks with ``neighbour_weight`` 0.
 #: Recipe -> method -> (pretraining overrides, anchors per step as B // this).
 DRASCLR_RECIPES: dict[str, dict[str, tuple[dict[str, Any], int]]] = {
     "paired": {
-        "DrasCLR": ({"neighbours": 1, "neighbour_local_weight": 1.0}, 2),
+        "DrasCLR": ({"neighbours": 1, "neighbour_local_weight": 1.0, "neighbour_head": True}, 2),
         "DrasCLR (no neighbour loss)": (
             {"neighbours": 1, "neighbour_local_weight": 1.0, "neighbour_weight": 0.0}, 2),
     },
@@ -749,7 +751,8 @@ def register(sub: Any) -> None:
                         "(default: ScienceConfig's)")
     p.add_argument("--drasclr-recipe", choices=list(DRASCLR_RECIPES), default="paired",
                    help="paired: B/2 anchors + 1 neighbour each, the neighbour also trained "
-                        "locally (a step costs what one without the neighbour loss costs); "
+                        "locally (a step costs what one without the neighbour loss costs), "
+                        "the neighbour loss through a head of its own; "
                         "paper: B anchors + 2 neighbours for the neighbour loss only")
     p.add_argument("--budget-mode", choices=BUDGET_MODES, default="time",
                    help="time: every run trains until its budget is spent (equal time); "

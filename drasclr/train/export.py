@@ -194,7 +194,9 @@ def model_card(enc_cfg: dict[str, Any]) -> str:
         f"{cfg.get('warmup_steps', 0)} step(s), neighbour local-loss weight "
         f"{cfg.get('neighbour_local_weight', 0.0)}, neighbours from "
         f"{cfg.get('neighbour_source', 'patches')} ({cfg.get('neighbour_reduce', 'sum')} of "
-        "their embeddings), queue negatives "
+        "their embeddings, projected by "
+        f"{'a head of their own' if cfg.get('neighbour_head', False) else 'the shared head'}), "
+        "queue negatives "
         f"{'on' if cfg.get('queue_negatives', True) else 'off'}"),
         f"- seed {cfg['seed']}; config fingerprint `{tr['config_fingerprint']}`",
         "",

@@ -77,6 +77,7 @@ def test_drasclr_recipes_spend_a_step_as_stated(tmp_path: Path) -> None:
     assert paired.batch_size * (1 + paired.neighbours) == 32
     assert paired.neighbours == 1
     assert (paired.neighbour_local_weight, paired.neighbour_weight) == (1.0, 1.0)
+    assert paired.neighbour_head and not paper.neighbour_head  # round 21; the paper shares g
     assert paper.batch_size * (1 + paper.neighbours) == 96
     assert (paper.neighbours, paper.neighbour_local_weight) == (2, 0.0)
     with pytest.raises(ConfigError, match="drasclr_recipe"):

@@ -244,7 +244,8 @@ def test_resume_gives_identical_parameters_and_queues(store16: Path, tmp_path: P
     assert torch.equal(encoder.layers[0].conv.experts_weight, ma["model"][w])
     card = (straight.export_dir / "model_card.md").read_text()
     assert card.startswith("# DrasCLR encoder")
-    assert "neighbours from patches (sum of their embeddings), queue negatives on" in card
+    assert ("neighbours from patches (sum of their embeddings, projected by the shared head), "
+            "queue negatives on") in card
     x = torch.zeros(2, 1, 16, 16, 16)
     assert encoder(x, torch.tensor(info["landmarks"]["landmarks_norm"][0])).shape == (2, 128)
     # a finished run returns at once; another config in the same folder is refused
