@@ -575,7 +575,7 @@ def test_neighbour_head_keeps_the_local_contrasts_head_to_the_local_loss() -> No
     shared, _ = grads(1.0)
     model.neighbour_head = ProjectionHead(128, 128, 128)
     own, g_own = grads(1.0)
-    local, g_local = grads(0.0)  # the local loss alone (no neighbour pass)
+    _, g_local = grads(0.0)  # the local loss alone (no neighbour pass)
     torch.testing.assert_close(own["local_loss"], shared["local_loss"])
     assert own["neighbour_loss"] > 0 and own["neighbour_loss"] != shared["neighbour_loss"]
     head = [n for n in g_local if n.startswith("head.")]
