@@ -371,6 +371,10 @@ class DrasCLR(nn.Module):
             neighbour_loss = self._bank_neighbour_loss(q, subjects, neighbour_landmarks)
         if neighbour_loss is not None:
             loss = loss + neighbour_weight * neighbour_loss
+        if self.distributed and self.neighbour_head is not None and r_ngb is None:
+            # DDP reduces every parameter each step: a step without the neighbour loss (beta 0,
+            # a warm-up) still gives g_n a (zero) gradient
+            loss = loss + 0.0 * sum(p.sum() for p in self.neighbour_head.parameters())
         zero = torch.zeros((), dtype=local_loss.dtype, device=local_loss.device)
         out = {
             "loss": loss,

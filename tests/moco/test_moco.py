@@ -583,3 +583,28 @@ def test_neighbour_head_keeps_the_local_contrasts_head_to_the_local_loss() -> No
     assert any(g_own[n].abs().sum() > 0 for n in g_own if n.startswith("neighbour_head."))
     enc = [n for n in g_local if n.startswith("encoder.")]
     assert any(not torch.allclose(g_own[n], g_local[n]) for n in enc)  # L_ngb trains e
+
+
+def test_neighbour_head_gets_a_gradient_in_every_distributed_step() -> None:
+    """Under DDP every trainable parameter needs a gradient each step: with a neighbour head, a
+    step without the neighbour loss (beta 0) gives ``g_n`` a zero gradient, not none; one
+    process leaves it untouched."""
+    from drasclr.nn.encoder import ProjectionHead
+
+    torch.manual_seed(0)
+    model = DrasCLR.build(landmarks=[4], queue_size=8, seed=0)
+    model.neighbour_head = ProjectionHead(128, 128, 128)
+    data = _batch(b=4)
+    for distributed in (False, True):
+        model.distributed = distributed
+        model.zero_grad(set_to_none=True)
+        # batch_shuffle's collectives are only for keys; keep them local for this check
+        model.embed_keys = lambda x, loc: F.normalize(  # type: ignore[method-assign]
+            model.key_head(model.key_encoder(x, loc.expand(x.shape[0], 3))), dim=1)
+        out = model(**data, landmark=4, neighbour_weight=0.0, update_key_encoder=False)
+        out["loss"].backward()
+        grads = [p.grad for p in model.neighbour_head.parameters()]
+        if distributed:
+            assert all(g is not None and torch.count_nonzero(g) == 0 for g in grads)
+        else:
+            assert all(g is None for g in grads)

@@ -90,3 +90,26 @@ def test_two_worker_run_shards_queues_learns_and_survives_a_killed_worker(
     victim.write_bytes(victim.read_bytes()[:100])
     with pytest.raises(CheckpointError, match=r"rank_001\.pt: corrupt"):
         pretrain(cfg, store_path, out, progress=False)
+
+
+def test_two_workers_train_a_neighbour_head_through_a_warm_up(
+    ray_local: None, tmp_path: Path
+) -> None:
+    """DDP with the paired recipe's own neighbour head: warm-up steps without the neighbour loss
+    leave ``g_n`` out of the loss, and DDP still reduces it (no unused-parameter failure);
+    the neighbour loss joins after the warm-up."""
+    store_path = make_synthetic_store(tmp_path / "store", L, S, 16, subject_offset_hu=200, seed=0)
+    cfg = PretrainConfig(
+        workers=2, cpus_per_worker=0.5, threads_per_worker=1, batch_size=4, queue_size=K,
+        steps=4, warmup_steps=2, neighbours=1, neighbour_local_weight=1.0, neighbour_head=True,
+        checkpoint_every=100, log_every=1, prefetch=2, run_name="nh",
+        queue_cap_by_cohort=False,
+    )
+    result = pretrain(cfg, store_path, tmp_path / "run", progress=False)
+    assert result.steps == 4
+    train = [m for m in read_metrics(tmp_path / "run") if m["event"] == "train"]
+    assert [m["step"] for m in train] == [1, 2, 3, 4]
+    assert all(np.isfinite(m["loss"]) for m in train)
+    assert [m["neighbour_loss"] > 0 for m in train] == [False, False, True, True]
+    state = load_model_state(result.checkpoint)["model"]
+    assert any(k.startswith("neighbour_head.") for k in state)
