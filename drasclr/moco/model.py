@@ -319,13 +319,11 @@ class DrasCLR(nn.Module):
                 raise ValueError(f"neighbour_locs must be ({k}, 3), got {got}")
             flat = neighbours.reshape(b * k, *neighbours.shape[2:])
             flat_locs = neighbour_locs.to(query.dtype).repeat(b, 1)  # row b*k + j -> l_j'
-            if self.neighbour_head is None:
-                r = self.embed(flat, flat_locs).view(b, k, -1)
-            else:  # one encoder pass, two heads: g for j''s own local loss, g_n for L_ngb
-                h = self._grouped(self.encoder, nn.Identity(), flat, flat_locs)
-                r = F.normalize(self.head(h), dim=1).view(b, k, -1)
-                if neighbour_weight != 0.0:
-                    r_ngb = F.normalize(self.neighbour_head(h), dim=1).view(b, k, -1)
+            # one encoder pass; g (row-wise) for r, and g_n for L_ngb when there is one
+            h = self._grouped(self.encoder, nn.Identity(), flat, flat_locs)
+            r = F.normalize(self.head(h), dim=1).view(b, k, -1)
+            if self.neighbour_head is not None and neighbour_weight != 0.0:
+                r_ngb = F.normalize(self.neighbour_head(h), dim=1).view(b, k, -1)
         ngb_local = r is not None and neighbour_local_weight != 0.0 and neighbour_keys is not None
         if ngb_local:
             assert r is not None and neighbour_keys is not None and flat_locs is not None
