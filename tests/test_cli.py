@@ -80,3 +80,13 @@ def test_pretrain_time_budget_option_sets_the_config() -> None:
     assert (cfg.time_budget_s, cfg.steps) == (90.0, 100000)
     assert config_from_args(PARSERS["drasclr pretrain"].parse_args(
         ["--store", "s", "--out", "o"])).time_budget_s == 0.0
+
+
+def test_bench_science_defaults_are_the_configs() -> None:
+    from drasclr.bench.science import ScienceConfig
+
+    args = PARSERS["drasclr bench science"].parse_args([])
+    assert args.budget_minutes == ScienceConfig.budget_minutes
+    assert args.pretrain_seeds == len(ScienceConfig.seeds)
+    assert (args.n, args.seed, args.batch_size) == (
+        ScienceConfig.n_subjects, ScienceConfig.seed, ScienceConfig.batch_size)
