@@ -87,6 +87,7 @@ def test_bench_science_defaults_are_the_configs() -> None:
 
     args = PARSERS["drasclr bench science"].parse_args([])
     assert args.budget_minutes == ScienceConfig.budget_minutes
+    assert args.deadline_minutes == ScienceConfig.deadline_minutes == 55.0
     assert args.pretrain_seeds == len(ScienceConfig.seeds)
     assert (args.n, args.seed, args.batch_size) == (
         ScienceConfig.n_subjects, ScienceConfig.seed, ScienceConfig.batch_size)

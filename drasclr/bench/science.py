@@ -8,6 +8,7 @@ One command, one run folder, every stage resumable::
     <out>/models/<method>_s<seed>/   pretraining (equal wall-clock budget per run)
     <out>/features/<method>_s<seed>/ patch + image features
     <out>/metrics/<method>_s<seed>.json   the metrics of one feature set
+    <out>/budget.json   the trained runs' budget, decided once (``deadline_minutes``)
     <out>/science.json, <out>/science.md  the table: mean and s.d. over seeds x CV repeats
 
 Methods: DrasCLR (by default its ``paired`` recipe, :data:`DRASCLR_RECIPES`), DrasCLR without
@@ -21,6 +22,10 @@ included, its cosine learning rate following the elapsed share of the budget
 seconds it took are in ``science.json`` (``training``). ``calibrated`` instead fixes each run's
 step count from a calibration of its steady-state step time (passes that alternate the
 methods): reproducible step counts, but the calibration's noise becomes unequal time.
+The random encoder is evaluated first; its timed extraction and scoring tell how long the
+evaluations take on this machine, and where ``budget_minutes`` a run would carry the whole
+benchmark past ``deadline_minutes``, every trained run gets the same lower budget
+(:func:`plan_budget`).
 """
 
 from __future__ import annotations
@@ -88,9 +93,16 @@ class ScienceConfig(StageConfig):
         n_subjects: cohort size.
         seed: cohort seed.
         seeds: pretraining (and random-encoder) seeds.
-        budget_minutes: wall-clock pretraining budget per method and seed (default 5: the
-            whole run then takes about 45 min of the issue's 60 on the 2-core machine, and
-            longer runs depend less on the seed, docs/results.md rounds 17-18 and 22).
+        budget_minutes: wall-clock pretraining budget per method and seed, the most a run
+            gets (default 5: the whole run then takes about 45 min of the issue's 60 on the
+            2-core machine it was timed on, and longer runs depend less on the seed,
+            docs/results.md rounds 17-18 and 22); ``deadline_minutes`` may lower it.
+        deadline_minutes: the whole run's target length (0: none). After the random encoder
+            is evaluated (its extraction and scoring timed), every trained run's budget is
+            lowered, all alike, where ``budget_minutes`` would carry the run past it
+            (:func:`fit_budget_s`); on a machine twice as slow as the one the default was
+            timed on, 5 minutes a run would end at about 60 min. The budget chosen is saved
+            in ``budget.json`` and ``science.json``.
         batch_size: subjects per pretraining batch.
         lr: base learning rate.
         momentum: key-encoder momentum.
@@ -129,6 +141,7 @@ class ScienceConfig(StageConfig):
     seed: int = 0
     seeds: tuple[int, ...] = (0, 1)
     budget_minutes: float = 5.0
+    deadline_minutes: float = 55.0
     batch_size: int = 32
     lr: float = 0.03
     momentum: float = 0.99
@@ -153,6 +166,7 @@ class ScienceConfig(StageConfig):
         check(self.n_subjects >= 20, s, "n_subjects", "needs at least 20 subjects")
         check(len(self.seeds) >= 1, s, "seeds", "at least one seed")
         check(self.budget_minutes > 0, s, "budget_minutes", "must be > 0")
+        check(self.deadline_minutes >= 0, s, "deadline_minutes", "must be >= 0 (0: none)")
         check(self.budget_mode in BUDGET_MODES, s, "budget_mode", f"one of {list(BUDGET_MODES)}")
         check(self.budget_mode == "calibrated" or self.neighbour_warmup_share == 0, s,
               "neighbour_warmup_share", "a local-only share needs budget_mode 'calibrated' "
@@ -322,12 +336,13 @@ def calibrate(
 
 def pretrain_method(
     out: Path, cfg: ScienceConfig, name: str, seed: int, store: Path, probe_file: Path,
-    say: Any = _silent,
+    say: Any = _silent, budget_s: float | None = None,
 ) -> Path:
     """Pretrain (or export untrained) one method with one seed; returns the export folder.
 
     ``say`` receives progress lines (the step-time calibration, :func:`budget_steps`, and
-    the steps and seconds of each finished run, :func:`training_record`).
+    the steps and seconds of each finished run, :func:`training_record`); ``budget_s`` is the
+    run's wall-clock budget (default ``cfg.budget_minutes``; :func:`plan_budget`).
     """
     from drasclr.train.config import PretrainConfig
     from drasclr.train.export import EXPORT_DIR, export_initial_encoder
@@ -341,9 +356,9 @@ def pretrain_method(
         return export_initial_encoder(
             PretrainConfig(seed=seed, run_name=slug(name), input_map=cfg.input_map), store, run)
     if cfg.budget_mode == "time":
-        run_cfg = base.replace(steps=TIME_BOX_STEP_CAP, time_budget_s=cfg.budget_minutes * 60)
+        run_cfg = base.replace(steps=TIME_BOX_STEP_CAP, time_budget_s=_budget(cfg, budget_s))
     else:
-        steps, warmup = budget_steps(out, cfg, name, seed, store, probe_file, say)
+        steps, warmup = budget_steps(out, cfg, name, seed, store, probe_file, say, budget_s)
         run_cfg = base.replace(steps=steps, warmup_steps=warmup)
     train_single_process(run_cfg, store, run, overwrite=True)
     rec = training_record(run)
@@ -398,6 +413,76 @@ BUDGET_MODES: tuple[str, ...] = ("time", "calibrated")
 #: Step cap of a time-boxed run (the budget ends it long before).
 TIME_BOX_STEP_CAP = 10**7
 
+#: Seconds a trained run takes beyond its budget (model build, export; 12-24 s measured on
+#: the 2-core machine, docs/results.md), allowed for by :func:`fit_budget_s`.
+RUN_OVERHEAD_S = 30.0
+#: The least budget :func:`fit_budget_s` gives a run, however late the run is.
+MIN_BUDGET_S = 60.0
+
+
+def _budget(cfg: ScienceConfig, budget_s: float | None) -> float:
+    return cfg.budget_minutes * 60 if budget_s is None else float(budget_s)
+
+
+def fit_budget_s(
+    cap_s: float, deadline_s: float, spent_s: float, eval_s: float, methods: int, seeds: int,
+    overhead_s: float = RUN_OVERHEAD_S, floor_s: float = MIN_BUDGET_S,
+) -> float:
+    """The per-run pretraining budget that ends the benchmark by ``deadline_s``.
+
+    Args:
+        cap_s: the configured budget (the most a run gets).
+        deadline_s: the whole run's target length (<= 0: no deadline, ``cap_s``).
+        spent_s: seconds the run has worked so far.
+        eval_s: seconds one method's evaluation takes over all seeds (extraction + scoring,
+            measured on the random encoder).
+        methods: trained methods still to run; ``seeds``: pretraining seeds of each.
+        overhead_s: seconds a run takes beyond its budget.
+        floor_s: the least budget returned.
+
+    Returns:
+        ``min(cap_s, fit)`` with ``fit`` the equal share of what is left after the
+        evaluations and overheads, and at least ``floor_s``.
+    """
+    runs = methods * seeds
+    if deadline_s <= 0 or runs == 0:
+        return float(cap_s)
+    fit = (deadline_s - spent_s - methods * eval_s) / runs - overhead_s
+    return float(min(cap_s, max(floor_s, fit)))
+
+
+def plan_budget(out: Path, cfg: ScienceConfig, seconds: dict[str, float],
+                say: Any = _silent) -> dict[str, float]:
+    """Decide (once; ``budget.json``) every trained run's budget from the stage times so far.
+
+    ``seconds`` are the run's stage timings (:class:`_Clock`); the random encoder's
+    extractions and scorings must be among them. Returns the record saved: ``budget_s``,
+    ``cap_s``, ``deadline_s``, ``spent_s``, ``eval_s``.
+    """
+    path = out / "budget.json"
+    if path.exists():
+        return dict(json.loads(path.read_text()))
+    untrained = [m for m, over in SCIENCE_METHODS.items() if over is None]
+    eval_s = float(np.mean([sum(seconds.get(f"{stage} {m} s{s}", 0.0) for s in cfg.seeds
+                                for stage in ("extract", "score")) for m in untrained]))
+    spent = float(sum(seconds.values()))
+    methods = len(SCIENCE_METHODS) - len(untrained)
+    cap, deadline = cfg.budget_minutes * 60, cfg.deadline_minutes * 60
+    budget = fit_budget_s(cap, deadline, spent, eval_s, methods, len(cfg.seeds))
+    rec = {"budget_s": round(budget, 1), "cap_s": cap, "deadline_s": deadline,
+           "spent_s": round(spent, 1), "eval_s": round(eval_s, 1)}
+    ends = spent + methods * (len(cfg.seeds) * (budget + RUN_OVERHEAD_S) + eval_s)
+    say(f"[science] budget per pretraining run: {budget / 60:.2f} min (cap "
+        f"{cap / 60:.2f}; {spent / 60:.1f} min spent, evaluation {eval_s:.0f} s a method; "
+        f"the run should end near {ends / 60:.0f} min"
+        + (f", deadline {deadline / 60:.0f} min)" if deadline > 0 else ")"))
+    if deadline > 0 and ends > deadline:
+        say(f"[science] warning: this machine cannot end the run by {deadline / 60:.0f} min "
+            f"even with the least budget ({MIN_BUDGET_S:.0f} s a run)")
+    atomic_write_text(path, json.dumps(rec, indent=1))
+    return rec
+
+
 #: Calibration-table suffix of a neighbour method's local-only (warm-up) steps.
 LOCAL_ONLY = " [local-only steps]"
 
@@ -412,7 +497,7 @@ def split_budget(budget_s: float, full_s: float, local_s: float, share: float) -
 
 def budget_steps(
     out: Path, cfg: ScienceConfig, name: str, seed: int, store: Path, probe_file: Path,
-    say: Any = _silent,
+    say: Any = _silent, budget_s: float | None = None,
 ) -> tuple[int, int]:
     """Steps (and neighbour warm-up steps) of one method within the budget, from a calibration
     of its step time.
@@ -443,7 +528,7 @@ def budget_steps(
             share = cfg.neighbour_warmup_share if m + LOCAL_ONLY in table else 0.0
             fill = row["prefill_seconds"]
             row["steps"], row["warmup_steps"] = split_budget(
-                max(0.0, cfg.budget_minutes * 60 - fill), row["seconds_per_step"], local, share)
+                max(0.0, _budget(cfg, budget_s) - fill), row["seconds_per_step"], local, share)
             say(f"[science] {m}: {row['seconds_per_step']:.3f} s/step -> {row['steps']} steps"
                 + (f" after a {fill:.1f} s queue pre-fill" if fill > 0 else "")
                 + (f" ({row['warmup_steps']} local-only at {local:.3f} s/step)"
@@ -695,23 +780,30 @@ def run_science(
     subjects = pd.read_parquet(subj_file)
     probe_file = write_probe_file(truth, out / "probe_train.npz", seed=cfg.seed)
     results: dict[str, list[dict[str, list[float]]]] = {}
-    for name in SCIENCE_METHODS:
+    # the untrained encoder first: its evaluation times set the trained runs' budget
+    order = sorted(SCIENCE_METHODS, key=lambda m: SCIENCE_METHODS[m] is not None)
+    budget: dict[str, float] = {}
+    for name in order:
+        if SCIENCE_METHODS[name] is not None and not budget:
+            budget = plan_budget(out, cfg, clock.seconds, say)
         for seed in cfg.seeds:
-            enc = clock.run(f"pretrain {name} s{seed}", lambda n=name, s=seed: pretrain_method(
-                out, cfg, n, s, store_path, probe_file, say))
+            b_s = budget.get("budget_s")
+            enc = clock.run(f"pretrain {name} s{seed}", lambda n=name, s=seed, b=b_s:
+                            pretrain_method(out, cfg, n, s, store_path, probe_file, say, b))
             feats = clock.run(f"extract {name} s{seed}",
                               lambda n=name, s=seed, e=enc: extract(out, cfg, n, s, e, store_path))
             results.setdefault(name, []).append(clock.run(
                 f"score {name} s{seed}", lambda n=name, s=seed, f=feats: score_method(
                     out, cfg, n, s, f, truth, labels, store, cohort)))
     base = clock.run("baselines", lambda: baseline_metrics(truth, labels, subjects, store, cfg))
+    results = {m: results[m] for m in SCIENCE_METHODS}
     for name, m in base.items():
         results[name] = [m]
     rows = summarise(results)
     training = {f"{name} s{seed}": training_record(out / "models" / f"{slug(name)}_s{seed}")
                 for name, over in SCIENCE_METHODS.items() if over is not None
                 for seed in cfg.seeds}
-    doc = {"rows": rows, "training": training, "config": cfg.to_dict(),
+    doc = {"rows": rows, "training": training, "budget": budget, "config": cfg.to_dict(),
            "minutes": round((time.perf_counter() - t0) / 60, 1), "timings": clock.seconds,
            "n_subjects": store.num_subjects, "n_landmarks": store.num_landmarks}
     atomic_write_text(out / "science.json", json.dumps(doc, indent=1, default=float))
@@ -723,6 +815,7 @@ def run_from_args(args: argparse.Namespace, say: Any = _silent) -> dict[str, Any
     """``drasclr bench science``: :func:`run_science` with the command's options."""
     cfg = ScienceConfig(preset=args.preset, n_subjects=args.n, seed=args.seed,
                         budget_minutes=args.budget_minutes, batch_size=args.batch_size,
+                        deadline_minutes=args.deadline_minutes,
                         seeds=tuple(range(args.pretrain_seeds)), bn_stats=args.bn_stats,
                         **({"input_map": args.input_map} if args.input_map else {}),
                         drasclr_recipe=args.drasclr_recipe, budget_mode=args.budget_mode,
@@ -741,7 +834,10 @@ def register(sub: Any) -> None:
     p.add_argument("--n", type=int, default=200, help="subjects")
     p.add_argument("--seed", type=int, default=0, help="cohort seed")
     p.add_argument("--budget-minutes", type=float, default=ScienceConfig.budget_minutes,
-                   help="pretraining wall-clock minutes per method and seed")
+                   help="pretraining wall-clock minutes per method and seed (at most)")
+    p.add_argument("--deadline-minutes", type=float, default=ScienceConfig.deadline_minutes,
+                   help="lower every run's budget alike where the whole run would end later "
+                        "than this (0: never)")
     p.add_argument("--pretrain-seeds", type=int, default=2, help="pretraining seeds per method")
     p.add_argument("--batch-size", type=int, default=32, help="subjects per pretraining batch")
     p.add_argument("--bn-stats", choices=("running", "landmark"), default="landmark",

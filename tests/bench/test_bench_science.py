@@ -101,8 +101,46 @@ def test_tiny_science_run_writes_every_method_and_metric(tmp_path: Path) -> None
     finite = {(r["method"], r["metric"]) for r in saved["rows"] if np.isfinite(r["mean"])}
     assert ("DrasCLR", "patch_lesion_r2") in finite
     assert ("LAA-950 (image)", "log_fev1pp_r2") in finite
+    # the random encoder ran first (its times set the budget); the table keeps the order
+    assert saved["budget"]["budget_s"] == 6.0 and saved["budget"]["eval_s"] > 0
+    assert list(dict.fromkeys(r["method"] for r in saved["rows"])) == [
+        *SCIENCE_METHODS, *BASELINES]
     with pytest.raises(ConfigError, match="other settings"):
         run_science(tmp_path / "sci", cfg.replace(budget_minutes=0.2), progress=False)
+
+
+def test_fit_budget_lowers_every_run_alike_only_where_the_deadline_needs_it() -> None:
+    from drasclr.bench.science import MIN_BUDGET_S, RUN_OVERHEAD_S, fit_budget_s
+
+    # the run of record's machine: 386 s spent, 127 s to evaluate a method -> the full 5 min
+    assert fit_budget_s(300, 3300, 386, 127, 3, 2) == 300
+    # a machine twice as slow: the runs share what is left after evaluations and overheads
+    slow = fit_budget_s(300, 3300, 807, 268, 3, 2)
+    assert slow == pytest.approx((3300 - 807 - 3 * 268) / 6 - RUN_OVERHEAD_S)
+    assert 807 + 3 * (2 * (slow + RUN_OVERHEAD_S) + 268) == pytest.approx(3300)
+    assert fit_budget_s(300, 3300, 3000, 268, 3, 2) == MIN_BUDGET_S  # never below the floor
+    assert fit_budget_s(300, 0, 3000, 268, 3, 2) == 300  # no deadline
+    assert fit_budget_s(300, 3300, 3000, 268, 0, 2) == 300  # nothing to train
+
+
+def test_plan_budget_times_the_random_encoder_and_decides_once(tmp_path: Path) -> None:
+    from drasclr.bench.science import fit_budget_s, plan_budget
+
+    cfg = ScienceConfig(deadline_minutes=55)
+    seconds = {"synth + atlas + preprocess": 529.0, "extract random encoder s0": 80.0,
+               "score random encoder s0": 92.0, "extract random encoder s1": 79.0,
+               "score random encoder s1": 17.0}
+    said: list[str] = []
+    rec = plan_budget(tmp_path, cfg, seconds, said.append)
+    assert rec["eval_s"] == 268.0 and rec["spent_s"] == 797.0
+    assert rec["budget_s"] == round(fit_budget_s(300, 3300, 797, 268, 3, 2), 1) < 300
+    assert any("budget per pretraining run: 4.2" in line for line in said)
+    assert json.loads((tmp_path / "budget.json").read_text()) == rec
+    # a resumed run keeps the budget it decided, whatever the clock says now
+    assert plan_budget(tmp_path, cfg, {}, said.append) == rec
+    late = plan_budget(tmp_path / "late", cfg, {**seconds, "synth + atlas + preprocess": 3000.0},
+                       said.append)
+    assert late["budget_s"] == 60.0 and "warning" in said[-1]
 
 
 def test_subject_table_reads_the_manifest_and_segments_only_what_it_lacks(
