@@ -451,6 +451,13 @@ def fit_budget_s(
     return float(min(cap_s, max(floor_s, fit)))
 
 
+def projected_end_s(spent_s: float, eval_s: float, methods: int, seeds: int, budget_s: float,
+                    overhead_s: float = RUN_OVERHEAD_S) -> float:
+    """When the benchmark ends if every trained run gets ``budget_s`` (the sum
+    :func:`fit_budget_s` solves for its deadline)."""
+    return spent_s + methods * (seeds * (budget_s + overhead_s) + eval_s)
+
+
 def plan_budget(out: Path, cfg: ScienceConfig, seconds: dict[str, float],
                 say: Any = _silent) -> dict[str, float]:
     """Decide (once; ``budget.json``) every trained run's budget from the stage times so far.
@@ -471,7 +478,7 @@ def plan_budget(out: Path, cfg: ScienceConfig, seconds: dict[str, float],
     budget = fit_budget_s(cap, deadline, spent, eval_s, methods, len(cfg.seeds))
     rec = {"budget_s": round(budget, 1), "cap_s": cap, "deadline_s": deadline,
            "spent_s": round(spent, 1), "eval_s": round(eval_s, 1)}
-    ends = spent + methods * (len(cfg.seeds) * (budget + RUN_OVERHEAD_S) + eval_s)
+    ends = projected_end_s(spent, eval_s, methods, len(cfg.seeds), budget)
     say(f"[science] budget per pretraining run: {budget / 60:.2f} min (cap "
         f"{cap / 60:.2f}; {spent / 60:.1f} min spent, evaluation {eval_s:.0f} s a method; "
         f"the run should end near {ends / 60:.0f} min"
