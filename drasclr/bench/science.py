@@ -60,22 +60,28 @@ SCIENCE_METRICS: tuple[str, ...] = (
     "exacerbation_acc", "healthy_detected_fraction", "detected_true_spearman", "dense_dice",
 )
 BASELINES: tuple[str, ...] = ("LAA-950 (patch)", "LAA-950 (image)")
+#: The paired recipe's least neighbour distance, mm: the patch width (round 24).
+PAIRED_NEIGHBOUR_MIN_MM = 32.0
 #: DrasCLR's pretraining recipes (``ScienceConfig.drasclr_recipe``), each with its ablation: the
 #: same batches without the neighbour loss. ``paper``: B anchors at a landmark j, each with its
 #: k = 2 nearest neighbour patches encoded for the neighbour loss only (3B query-side patches a
 #: step); without the loss those patches serve nothing, so the ablation is B anchors alone.
-#: ``paired``: B / 2 anchors at j and their nearest neighbour patch at j' (k = 1), which is also
+#: ``paired``: B / 2 anchors at j and one neighbour patch each at j' (k = 1), which is also
 #: a query of j''s own local contrast (``neighbour_local_weight`` 1, its second view key-encoded
 #: and enqueued at j'), so a step encodes B query and B key patches (recipe round 20,
 #: docs/results.md); the neighbour loss projects r_ij' with a head of its own
 #: (``neighbour_head``, round 21), so it trains the encoder without bending the local contrast's
-#: head; its ablation trains the same two landmarks with ``neighbour_weight`` 0.
+#: head; j' is the nearest landmark at least a patch width away (``neighbour_min_mm`` 32: on
+#: the 26 mm grid a face neighbour's patch shares 19 % of the anchor's voxels, a diagonal one
+#: 3.5 %; round 24); its ablation trains the same two landmarks with ``neighbour_weight`` 0.
 #: Recipe -> method -> (pretraining overrides, anchors per step as B // this).
 DRASCLR_RECIPES: dict[str, dict[str, tuple[dict[str, Any], int]]] = {
     "paired": {
-        "DrasCLR": ({"neighbours": 1, "neighbour_local_weight": 1.0, "neighbour_head": True}, 2),
+        "DrasCLR": ({"neighbours": 1, "neighbour_local_weight": 1.0, "neighbour_head": True,
+                     "neighbour_min_mm": PAIRED_NEIGHBOUR_MIN_MM}, 2),
         "DrasCLR (no neighbour loss)": (
-            {"neighbours": 1, "neighbour_local_weight": 1.0, "neighbour_weight": 0.0}, 2),
+            {"neighbours": 1, "neighbour_local_weight": 1.0, "neighbour_weight": 0.0,
+             "neighbour_min_mm": PAIRED_NEIGHBOUR_MIN_MM}, 2),
     },
     "paper": {
         "DrasCLR": ({"neighbours": 2}, 1),

@@ -276,7 +276,9 @@ def normalise_landmarks(landmarks_mm: ArrayLike) -> NDArray[np.float32]:
     return landmark_bounds(lm).normalise(lm)
 
 
-def neighbour_table(landmarks_mm: ArrayLike, k_max: int = 3) -> NDArray[np.int64]:
+def neighbour_table(
+    landmarks_mm: ArrayLike, k_max: int = 3, min_distance_mm: float = 0.0
+) -> NDArray[np.int64]:
     """The ``k_max`` nearest other landmarks of every landmark (Euclidean, atlas space).
 
     Distances are rounded to 1e-6 mm before a stable sort, so equidistant neighbours (common on a
@@ -285,9 +287,14 @@ def neighbour_table(landmarks_mm: ArrayLike, k_max: int = 3) -> NDArray[np.int64
     Args:
         landmarks_mm: (L, 3) positions, LPS mm.
         k_max: neighbours per landmark (paper default uses the first 2).
+        min_distance_mm: landmarks closer than this are never neighbours (0: the nearest).
 
     Returns:
         (L, k_max) int64 landmark indices, nearest first, never the landmark itself.
+
+    Raises:
+        ValueError: ``k_max`` out of range, or a landmark with fewer than ``k_max`` others at
+            ``min_distance_mm`` or more.
     """
     lm = np.asarray(landmarks_mm, dtype=np.float64)
     n = lm.shape[0]
@@ -296,6 +303,11 @@ def neighbour_table(landmarks_mm: ArrayLike, k_max: int = 3) -> NDArray[np.int64
     d = np.sqrt(((lm[:, None, :] - lm[None, :, :]) ** 2).sum(-1))
     d = np.round(d, 6)
     np.fill_diagonal(d, np.inf)
+    d[d < min_distance_mm] = np.inf
+    short = np.flatnonzero(np.isfinite(d).sum(axis=1) < k_max)
+    if short.size:
+        raise ValueError(f"landmark {int(short[0])} has fewer than {k_max} other landmarks at "
+                         f"{min_distance_mm} mm or more")
     order = np.argsort(d, axis=1, kind="stable")
     return np.ascontiguousarray(order[:, :k_max]).astype(np.int64)
 

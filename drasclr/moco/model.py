@@ -73,6 +73,12 @@ class DrasCLR(nn.Module):
             (``r_j' = g_n(e_theta(x_ij', l_j'))`` against ``g``'s keys); None (the paper): the
             neighbour loss shares ``g`` with the local loss. The representation ``h`` is shared
             either way; only the last map into the contrast space differs.
+        neighbour_symmetric: the neighbour contrast runs both ways when the neighbour patches
+            also have keys (``neighbour_keys``, the paired recipe): besides the paper's
+            direction (``x_ij'`` must pick ``x_ij``'s key among landmark j's negatives), the
+            anchor ``x_ij`` must pick its subject's key at each ``j'`` among ``j'``'s negatives,
+            through the same head. Both directions read embeddings and keys the step computes
+            anyway; ``L_ngb`` is their mean, so beta weighs it as before.
     """
 
     def __init__(
@@ -92,6 +98,7 @@ class DrasCLR(nn.Module):
         queue_negatives: bool = True,
         neighbour_reduce: str = "sum",
         neighbour_head: ProjectionHead | None = None,
+        neighbour_symmetric: bool = False,
     ) -> None:
         super().__init__()
         if neighbour_source not in NEIGHBOUR_SOURCES:
@@ -125,6 +132,7 @@ class DrasCLR(nn.Module):
         self.queue_negatives = queue_negatives
         self.neighbour_reduce = neighbour_reduce
         self.neighbour_head = neighbour_head
+        self.neighbour_symmetric = neighbour_symmetric
         # Per-worker state that DDP must neither verify nor broadcast from rank 0.
         self._ddp_params_and_buffers_to_ignore = [
             f"memory_bank.{name}" for name, _ in memory_bank.named_buffers()
@@ -296,7 +304,10 @@ class DrasCLR(nn.Module):
             and with neighbour local losses ``neighbour_keys`` (B, k, D) detached keys to
             enqueue in the neighbours' queues.
         """
-        q = self.embed(query, loc)
+        # q = g(h) as embed() computes it; h is kept for the anchors' direction of the
+        # neighbour contrast (``neighbour_symmetric``)
+        h_q = self._grouped(self.encoder, nn.Identity(), query, loc)
+        q = F.normalize(self.head(h_q), dim=1)
 
         neighbour_loss: Tensor | None = None
         # the neighbour patches are embedded for the neighbour loss (beta != 0) or their own
@@ -365,6 +376,9 @@ class DrasCLR(nn.Module):
                 n_logits = self._local(r[:, i], nkeys[:, i], int(lm), subjects,
                                        must_own=False)[0]
                 loss = loss + neighbour_local_weight * info_nce(n_logits)
+            if self.neighbour_symmetric and neighbour_loss is not None:
+                neighbour_loss = 0.5 * (neighbour_loss + self._reverse_neighbour_loss(
+                    h_q, nkeys, neighbour_landmarks, subjects))
         if self.use_neighbours and self.neighbour_source == "bank" and neighbour_weight != 0.0:
             neighbour_loss = self._bank_neighbour_loss(q, subjects, neighbour_landmarks)
         if neighbour_loss is not None:
@@ -386,6 +400,27 @@ class DrasCLR(nn.Module):
         if nkeys is not None:
             out["neighbour_keys"] = nkeys
         return out
+
+    def _reverse_neighbour_loss(
+        self, h_q: Tensor, nkeys: Tensor, neighbour_landmarks: Sequence[int],
+        subjects: Tensor | None,
+    ) -> Tensor:
+        """The neighbour contrast from the anchors: row i's anchor representation, projected by
+        the neighbour loss's head (``g_n``, or ``g`` when shared), must pick row i's key at each
+        neighbour landmark ``j'`` among ``j'``'s negatives (its queue, the other rows' keys);
+        the mean of the k InfoNCE losses.
+
+        Args:
+            h_q: (B, C) anchor representations ``e_theta(x_ij, l_j)``.
+            nkeys: (B, k, D) keys of the rows' neighbour patches.
+            neighbour_landmarks: the k landmark ids ``j'``.
+            subjects: (B,) subject ids of the rows (masks their own queued keys).
+        """
+        head = self.head if self.neighbour_head is None else self.neighbour_head
+        s = F.normalize(head(h_q), dim=1)
+        parts = [info_nce(self._local(s, nkeys[:, i], int(lm), subjects, must_own=False)[0])
+                 for i, lm in enumerate(neighbour_landmarks)]
+        return torch.stack(parts).mean()
 
     def _bank_neighbour_loss(
         self, q: Tensor, subjects: Tensor | None, neighbour_landmarks: Sequence[int] | None

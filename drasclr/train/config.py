@@ -12,7 +12,11 @@ from drasclr.moco.model import NEIGHBOUR_REDUCTIONS, NEIGHBOUR_SOURCES
 from drasclr.nn.encoder import CONDITIONINGS
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
     from drasclr.imaging.augment import AugmentParams
+    from drasclr.store.reader import PatchStore
 
 ModelKind = Literal["drasclr", "moco"]
 OptimizerKind = Literal["sgd", "adamw"]
@@ -58,6 +62,17 @@ class PretrainConfig(StageConfig):
             together (the neighbour loss) while keeping each landmark's subjects apart (the
             local loss); with ``g_n`` the neighbour loss still trains the encoder but no longer
             bends the local contrast's space. Costs one 128-d MLP on the neighbour rows.
+        neighbour_symmetric: the neighbour contrast runs both ways (needs
+            ``neighbour_local_weight`` > 0, whose neighbour keys it reads): the neighbour patch
+            ``x_ij'`` must pick the anchor's key at j (the paper), and the anchor ``x_ij`` must
+            pick its subject's key at ``j'`` among ``j'``'s negatives; ``L_ngb`` is the mean of
+            the two. The second direction reuses the step's embeddings and keys (one head pass
+            on the anchors), so it doubles the neighbour contrast's samples at no encoder cost.
+        neighbour_min_mm: neighbours are the nearest landmarks at least this far from the
+            anchor's (0: the store's table, the nearest). On the atlas grid (26 mm) a nearest
+            neighbour's 32 mm patch shares a 6 mm slab, 19 % of its voxels, with the anchor's,
+            so the neighbour contrast can match the shared structure instead of the subject's
+            tissue; 32 (the patch size) leaves the diagonal neighbours (36.8 mm, 3.5 % shared).
         neighbour_source: where the neighbour contrast gets its neighbour embeddings.
             ``patches`` (the paper): the k neighbour patches of every row are augmented and
             encoded by the query encoder, three times a step's query-side work. ``bank``: the
@@ -155,6 +170,8 @@ class PretrainConfig(StageConfig):
     neighbour_source: str = "patches"
     neighbour_reduce: str = "sum"
     neighbour_head: bool = False
+    neighbour_symmetric: bool = False
+    neighbour_min_mm: float = 0.0
     warmup_epochs: int = 0
     warmup_steps: int = 0
     batch_size: int = 128
@@ -233,6 +250,12 @@ class PretrainConfig(StageConfig):
             self.model == "drasclr" and self.neighbour_source == "patches"), s, "neighbour_head",
               "a neighbour head projects neighbour patches: needs model 'drasclr' and "
               "neighbour_source 'patches'")
+        check(not self.neighbour_symmetric or (
+            self.model == "drasclr" and self.neighbour_source == "patches"
+            and self.neighbour_local_weight > 0), s, "neighbour_symmetric",
+              "the reverse neighbour contrast reads the neighbour patches' keys: needs model "
+              "'drasclr', neighbour_source 'patches' and neighbour_local_weight > 0")
+        check(self.neighbour_min_mm >= 0, s, "neighbour_min_mm", "must be >= 0")
         check(self.queue_negatives or (self.batch_negatives and self.model == "drasclr"), s,
               "queue_negatives", "off needs the in-batch negatives of DrasCLR "
               "(model: drasclr, batch_negatives: true)")
@@ -302,6 +325,15 @@ class PretrainConfig(StageConfig):
     def neighbour_patches(self) -> int:
         """k when batches carry neighbour patches (``neighbour_source: patches``), else 0."""
         return self.neighbours if self.uses_neighbours and self.neighbour_source == "patches" else 0
+
+    def neighbour_landmarks(self, store: PatchStore) -> npt.NDArray[np.int64]:
+        """The (L, k_max) neighbour table this run trains with: the store's, or the nearest
+        landmarks at least ``neighbour_min_mm`` away."""
+        if self.neighbour_min_mm <= 0:
+            return store.neighbours
+        from drasclr.imaging.atlas import neighbour_table
+
+        return neighbour_table(store.landmarks, max(1, self.neighbours), self.neighbour_min_mm)
 
     @property
     def neighbour_bank(self) -> bool:

@@ -159,6 +159,12 @@ def _write_export(
     return target
 
 
+def _neighbour_distance(cfg: dict[str, Any]) -> str:
+    """The model card's note on ``neighbour_min_mm`` (empty for the nearest neighbours)."""
+    far = float(cfg.get("neighbour_min_mm", 0.0))
+    return f", at least {far:g} mm away" if far > 0 else ""
+
+
 def model_card(enc_cfg: dict[str, Any]) -> str:
     """A short Markdown model card from an encoder config dict."""
     tr = enc_cfg["training"]
@@ -195,7 +201,9 @@ def model_card(enc_cfg: dict[str, Any]) -> str:
         f"{cfg.get('neighbour_local_weight', 0.0)}, neighbours from "
         f"{cfg.get('neighbour_source', 'patches')} ({cfg.get('neighbour_reduce', 'sum')} of "
         "their embeddings, projected by "
-        f"{'a head of their own' if cfg.get('neighbour_head', False) else 'the shared head'}), "
+        f"{'a head of their own' if cfg.get('neighbour_head', False) else 'the shared head'}"
+        f"{', both ways' if cfg.get('neighbour_symmetric', False) else ''}"
+        f"{_neighbour_distance(cfg)}), "
         "queue negatives "
         f"{'on' if cfg.get('queue_negatives', True) else 'off'}"),
         f"- seed {cfg['seed']}; config fingerprint `{tr['config_fingerprint']}`",

@@ -127,7 +127,8 @@ def build_model(
                    queue_negatives=config.queue_negatives,
                    neighbour_reduce=config.neighbour_reduce,
                    neighbour_head=(ProjectionHead(encoder.out_dim, 128, config.dim)
-                                   if config.neighbour_head else None), **flags)
+                                   if config.neighbour_head else None),
+                   neighbour_symmetric=config.neighbour_symmetric, **flags)
 
 
 @torch.no_grad()
@@ -421,8 +422,9 @@ def train_worker(
     out = Path(out_dir) if out_dir is not None else None
     store = PatchStore(store_path)
     k = config.neighbour_patches
+    table = config.neighbour_landmarks(store)
     sampler = LandmarkBatchSampler(
-        store.valid, store.neighbours, config.batch_size, k, ctx.rank, ctx.world_size, config.seed
+        store.valid, table, config.batch_size, k, ctx.rank, ctx.world_size, config.seed
     )
     n_total = total_steps(config, sampler.steps_per_epoch)
     locations = torch.as_tensor(store.landmarks_norm, dtype=torch.float32, device=device)
@@ -542,7 +544,7 @@ def train_worker(
                 "neighbour_keys": nkey, "neighbour_landmarks": spec.neighbours.tolist(),
                 "neighbour_local_weight": config.neighbour_local_weight}
             if config.neighbour_bank and beta:  # the neighbour contrast reads the neighbours' queues
-                local_ngb["neighbour_landmarks"] = store.neighbours[
+                local_ngb["neighbour_landmarks"] = table[
                     spec.landmark, : config.neighbours].tolist()
             out_step = train_model(
                 query, key, ngb, loc, nlocs, landmark=spec.landmark, neighbour_weight=beta,

@@ -95,7 +95,8 @@ def check_setup(config: PretrainConfig, store: PatchStore) -> int:
     """
     k = config.neighbour_patches
     sampler = LandmarkBatchSampler(
-        store.valid, store.neighbours, config.batch_size, k, 0, config.workers, config.seed
+        store.valid, config.neighbour_landmarks(store), config.batch_size, k, 0, config.workers,
+        config.seed,
     )
     return total_steps(config, sampler.steps_per_epoch)
 

@@ -151,6 +151,22 @@ def test_neighbour_ties_break_by_index_despite_float_noise() -> None:
     assert table[centre].tolist() == [4, 10, 12]
 
 
+def test_neighbours_at_a_minimum_distance_skip_the_overlapping_ones() -> None:
+    """``min_distance_mm``: on the 26 mm lattice with 32 mm patches, the nearest landmarks at
+    least a patch width away are the face diagonals (36.8 mm), in index order; too few such
+    landmarks is an error naming the landmark."""
+    lattice = np.array(list(itertools.product(range(3), range(3), range(3))), float) * 26.0
+    table = neighbour_table(lattice, k_max=2, min_distance_mm=32.0)
+    d = np.linalg.norm(lattice[:, None] - lattice[None], axis=-1)
+    assert np.all(d[np.arange(27)[:, None], table] >= 32.0)
+    centre = 13
+    assert table[centre].tolist() == [1, 3]  # (0,0,1) and (0,1,0): 26 * sqrt(2) mm
+    assert d[centre, 1] == pytest.approx(26.0 * np.sqrt(2))
+    np.testing.assert_array_equal(neighbour_table(lattice, 3, 0.0), neighbour_table(lattice, 3))
+    with pytest.raises(ValueError, match="landmark 13 has fewer than 2"):
+        neighbour_table(lattice, k_max=2, min_distance_mm=60.0)
+
+
 def test_reference_neighbours_are_lattice_neighbours(reference_atlas) -> None:
     mask, img = reference_atlas
     atlas = build_atlas(mask, img, atlas_id="copdgene")

@@ -447,6 +447,56 @@ def test_neighbour_local_losses_reuse_the_neighbour_queries() -> None:
         model(**data, landmark=9, update_key_encoder=False, subjects=subjects)
 
 
+def test_symmetric_neighbour_contrast_adds_the_anchors_direction() -> None:
+    """``neighbour_symmetric``: ``L_ngb`` is the mean of the paper's direction (the neighbour
+    patch picks the anchor's key at j) and the anchors' direction (``g_n`` of the anchor picks
+    its subject's key at each j' among j''s queue and the other rows' keys there); the local
+    losses are unchanged, and without neighbour keys the flag changes nothing."""
+    from drasclr.nn.encoder import ProjectionHead
+
+    torch.manual_seed(0)
+    model = DrasCLR.build(landmarks=[1, 4], queue_size=6, seed=0).eval()
+    model.batch_negatives, model.mask_queue = True, True
+    model.neighbour_head = ProjectionHead(128, 128, 128)
+    data = _batch(b=4, k=1)
+    g = torch.Generator().manual_seed(5)
+    nkey = torch.randn(4, 1, 1, P, P, P, generator=g)
+    subjects = torch.tensor([10, 11, 12, 13])
+    model.enqueue(1, F.normalize(torch.randn(3, 128, generator=g), dim=1),
+                  torch.tensor([12, 20, 21]))
+    kw = {"landmark": 4, "neighbour_weight": 0.5, "update_key_encoder": False,
+          "subjects": subjects, "neighbour_keys": nkey, "neighbour_landmarks": [1],
+          "neighbour_local_weight": 1.0}
+    one_way = model(**data, **kw)
+    model.neighbour_symmetric = True
+    both = model(**data, **kw)
+    no_keys = model(**data, landmark=4, neighbour_weight=0.5, update_key_encoder=False,
+                    subjects=subjects)
+    torch.testing.assert_close(both["local_loss"], one_way["local_loss"])
+    torch.testing.assert_close(no_keys["neighbour_loss"], one_way["neighbour_loss"])
+    with torch.no_grad():
+        s = F.normalize(model.neighbour_head(model.encoder(data["query"], data["loc"])), dim=1)
+    kn = both["neighbour_keys"][:, 0].double().numpy()
+    queue = model.memory_bank.negatives(1).double().numpy()
+    ids = model.memory_bank.negative_subjects(1).numpy()
+    usable = (ids[None] >= 0) & (ids[None] != subjects.numpy()[:, None])
+    reverse = _real_negative_loss(s.double().numpy(), kn, queue, usable, 0.2)
+    expected = 0.5 * (one_way["neighbour_loss"].item() + reverse)
+    assert both["neighbour_loss"].item() == pytest.approx(expected, rel=1e-4)
+    assert both["loss"].item() == pytest.approx(
+        one_way["loss"].item() + 0.5 * (expected - one_way["neighbour_loss"].item()), rel=1e-4)
+
+
+def test_symmetric_neighbour_contrast_needs_the_neighbour_keys() -> None:
+    """The config names the field when the reverse direction has no neighbour keys to read."""
+    from drasclr.config import ConfigError
+    from drasclr.train.config import PretrainConfig
+
+    PretrainConfig(neighbours=1, neighbour_local_weight=1.0, neighbour_symmetric=True)
+    with pytest.raises(ConfigError, match="neighbour_symmetric"):
+        PretrainConfig(neighbours=1, neighbour_symmetric=True)
+
+
 def test_bank_neighbour_contrast_reads_the_newest_own_key_of_each_neighbour_queue() -> None:
     """``neighbour_source="bank"``: for each held neighbour landmark the anchor query's positive
     is its subject's newest key in that queue, the negatives the other subjects' real keys

@@ -520,6 +520,41 @@ def test_ranks_share_rank_zeros_clock(tmp_path: Path) -> None:
     assert got[0] == got[1] and 6.0 <= got[0] < 8.0
 
 
+def test_symmetric_neighbour_contrast_is_built_from_the_config(store16: Path,
+                                                               tmp_path: Path) -> None:
+    """``neighbour_symmetric: true`` reaches the model and trains: a finite neighbour loss from
+    the first step, the export's card says the contrast runs both ways."""
+    cfg = tiny_config(steps=2, log_every=1, neighbours=1, neighbour_local_weight=1.0,
+                      neighbour_head=True, neighbour_symmetric=True)
+    assert train_single_process(cfg, store16, tmp_path / "sym") is not None
+    train = [r for r in read_metrics(tmp_path / "sym") if r["event"] == "train"]
+    assert [r["step"] for r in train] == [1, 2]
+    assert all(np.isfinite(r["neighbour_loss"]) and r["neighbour_loss"] > 0 for r in train)
+    cards = [f.read_text() for f in (tmp_path / "sym").rglob("*.md")]
+    assert any("both ways" in c for c in cards)
+
+
+def test_neighbours_at_a_minimum_distance_reach_the_batches(store16: Path,
+                                                            tmp_path: Path) -> None:
+    """``neighbour_min_mm``: the run's neighbour table is the store's nearest landmarks at least
+    that far away (0: the store's own table), and the batches carry those neighbours."""
+    from drasclr.imaging.atlas import neighbour_table
+    from drasclr.store.reader import PatchStore
+
+    store = PatchStore(store16)
+    assert tiny_config(neighbours=1).neighbour_landmarks(store) is store.neighbours
+    d_near = np.linalg.norm(store.landmarks - store.landmarks[store.neighbours[:, 0]], axis=1)
+    far_mm = float(np.median(d_near)) + 1e-3
+    cfg = tiny_config(steps=1, log_every=1, neighbours=1, neighbour_min_mm=far_mm)
+    table = cfg.neighbour_landmarks(store)
+    np.testing.assert_array_equal(table, neighbour_table(store.landmarks, 1, far_mm))
+    assert np.all(np.linalg.norm(store.landmarks - store.landmarks[table[:, 0]], axis=1)
+                  >= far_mm)
+    assert train_single_process(cfg, store16, tmp_path / "far") is not None
+    with pytest.raises(ConfigError, match="neighbour_min_mm"):
+        tiny_config(neighbour_min_mm=-1.0)
+
+
 def test_neighbour_head_is_built_from_the_config(store16: Path, tmp_path: Path) -> None:
     """``neighbour_head: true`` gives the model a head of its own for the neighbour loss (saved
     in the checkpoint); plain MoCo and the bank neighbour contrast refuse it."""
