@@ -171,9 +171,15 @@ class DrasCLR(nn.Module):
         locs = loc.tensor_split(g) if loc.dim() == 2 else [loc] * g
         return torch.cat([head(net(xi, li)) for xi, li in zip(xs, locs)])
 
+    def _represent(self, x: Tensor, loc: Tensor) -> tuple[Tensor, Tensor]:
+        """Query-side representations ``h = e_theta(x, l)`` (B, C) and their normalised
+        embeddings ``g(h)`` (B, D); ``h`` also feeds the neighbour head."""
+        h = self._grouped(self.encoder, nn.Identity(), x, loc)
+        return h, F.normalize(self.head(h), dim=1)
+
     def embed(self, x: Tensor, loc: Tensor) -> Tensor:
         """Normalised query-side embeddings ``f_theta(x, l)``: (B, D)."""
-        return F.normalize(self._grouped(self.encoder, self.head, x, loc), dim=1)
+        return self._represent(x, loc)[1]
 
     @torch.no_grad()
     def embed_keys(self, x: Tensor, loc: Tensor) -> Tensor:
@@ -304,10 +310,8 @@ class DrasCLR(nn.Module):
             and with neighbour local losses ``neighbour_keys`` (B, k, D) detached keys to
             enqueue in the neighbours' queues.
         """
-        # q = g(h) as embed() computes it; h is kept for the anchors' direction of the
-        # neighbour contrast (``neighbour_symmetric``)
-        h_q = self._grouped(self.encoder, nn.Identity(), query, loc)
-        q = F.normalize(self.head(h_q), dim=1)
+        # h_q is kept for the anchors' direction of the neighbour contrast (neighbour_symmetric)
+        h_q, q = self._represent(query, loc)
 
         neighbour_loss: Tensor | None = None
         # the neighbour patches are embedded for the neighbour loss (beta != 0) or their own
@@ -331,8 +335,8 @@ class DrasCLR(nn.Module):
             flat = neighbours.reshape(b * k, *neighbours.shape[2:])
             flat_locs = neighbour_locs.to(query.dtype).repeat(b, 1)  # row b*k + j -> l_j'
             # one encoder pass; g (row-wise) for r, and g_n for L_ngb when there is one
-            h = self._grouped(self.encoder, nn.Identity(), flat, flat_locs)
-            r = F.normalize(self.head(h), dim=1).view(b, k, -1)
+            h, r_flat = self._represent(flat, flat_locs)
+            r = r_flat.view(b, k, -1)
             if self.neighbour_head is not None and neighbour_weight != 0.0:
                 r_ngb = F.normalize(self.neighbour_head(h), dim=1).view(b, k, -1)
         ngb_local = r is not None and neighbour_local_weight != 0.0 and neighbour_keys is not None
