@@ -9,7 +9,9 @@ One command, one run folder, every stage resumable::
     <out>/features/<method>_s<seed>/ patch + image features
     <out>/metrics/<method>_s<seed>.json   the metrics of one feature set
     <out>/budget.json   the trained runs' budget, decided once (``deadline_minutes``)
-    <out>/science.json, <out>/science.md  the table: mean and s.d. over seeds x CV repeats
+    <out>/science.json, <out>/science.md  the table: mean and s.d. over seeds x CV repeats;
+        the patch probe per pretraining seed; DrasCLR against each other method
+        (margin against the larger spread, image metrics above: :func:`comparisons`)
 
 Methods: DrasCLR (by default its ``paired`` recipe, :data:`DRASCLR_RECIPES`), DrasCLR without
 the neighbour loss (the recipe's batches, the loss off), plain MoCo (each pretrained with the
@@ -60,6 +62,8 @@ SCIENCE_METRICS: tuple[str, ...] = (
     "exacerbation_acc", "healthy_detected_fraction", "detected_true_spearman", "dense_dice",
 )
 BASELINES: tuple[str, ...] = ("LAA-950 (patch)", "LAA-950 (image)")
+#: The five image-level metrics of the issue's "at least 4 of the 5 image metrics" comparison.
+IMAGE_METRICS: tuple[str, ...] = SCIENCE_METRICS[1:6]
 #: The paired recipe's least neighbour distance, mm: the patch width (round 24).
 PAIRED_NEIGHBOUR_MIN_MM = 32.0
 #: DrasCLR's pretraining recipes (``ScienceConfig.drasclr_recipe``), each with its ablation: the
@@ -758,6 +762,61 @@ def training_table(training: dict[str, dict[str, Any]]) -> str:
             + "\n".join(lines) + "\n") if lines else ""
 
 
+def per_seed(results: dict[str, list[dict[str, list[float]]]],
+             metric: str = "patch_lesion_r2") -> dict[str, list[float]]:
+    """Method -> one value per pretraining seed (the mean over that seed's CV repeats)."""
+    out: dict[str, list[float]] = {}
+    for method, runs in results.items():
+        vals = [np.asarray(r.get(metric, []), dtype=np.float64) for r in runs]
+        out[method] = [float(v[np.isfinite(v)].mean()) if np.isfinite(v).any() else math.nan
+                       for v in vals]
+    return out
+
+
+def comparisons(rows: list[dict[str, Any]], method: str = "DrasCLR",
+                others: tuple[str, ...] = ("random encoder", "plain MoCo",
+                                           "DrasCLR (no neighbour loss)")) -> list[dict[str, Any]]:
+    """``method`` against each of ``others``, read as the issue's bar reads it.
+
+    Returns:
+        One dict per other method: ``patch_margin`` (mean difference of ``patch_lesion_r2``),
+        ``larger_sd`` (the larger of the two spreads), ``patch_clears`` (margin > larger_sd),
+        ``image_above`` / ``image_below`` (the :data:`IMAGE_METRICS` whose mean is above /
+        not above the other's; a metric missing on either side is in neither).
+    """
+    stat = {(r["method"], r["metric"]): (r["mean"], r["sd"]) for r in rows}
+    nan = (math.nan, math.nan)
+    out = []
+    for other in others:
+        (m1, s1), (m2, s2) = (stat.get((method, "patch_lesion_r2"), nan),
+                              stat.get((other, "patch_lesion_r2"), nan))
+        pairs = {k: (stat.get((method, k), nan)[0], stat.get((other, k), nan)[0])
+                 for k in IMAGE_METRICS}
+        both = {k: v for k, v in pairs.items() if np.isfinite(v).all()}
+        out.append({"method": method, "other": other, "patch_margin": m1 - m2,
+                    "larger_sd": max(s1, s2), "patch_clears": bool(m1 - m2 > max(s1, s2)),
+                    "image_above": [k for k, (a, b) in both.items() if a > b],
+                    "image_below": [k for k, (a, b) in both.items() if not a > b]})
+    return out
+
+
+def comparisons_text(comps: list[dict[str, Any]], seeds: dict[str, list[float]]) -> str:
+    """Markdown: the patch probe per pretraining seed, and each comparison in one line."""
+    lines = ["\n| method | patch_lesion_r2 per pretraining seed |", "|---|---|"]
+    lines += [f"| {m} | " + " / ".join(f"{v:.3f}" for v in vals) + " |"
+              for m, vals in seeds.items()]
+    lines.append("")
+    for c in comps:
+        n = len(c["image_above"]) + len(c["image_below"])
+        lines.append(
+            f"- {c['method']} vs {c['other']}: patch probe {c['patch_margin']:+.3f} against the "
+            f"larger spread {c['larger_sd']:.3f} "
+            f"({'clears it' if c['patch_clears'] else 'does not clear it'}); "
+            f"above on {len(c['image_above'])} of {n} image metrics"
+            + (f" (not on {', '.join(c['image_below'])})" if c["image_below"] else ""))
+    return "\n".join(lines) + "\n"
+
+
 def run_science(
     out_dir: str | Path, cfg: ScienceConfig, progress: bool = True, say: Any = _silent
 ) -> dict[str, Any]:
@@ -816,11 +875,15 @@ def run_science(
     training = {f"{name} s{seed}": training_record(out / "models" / f"{slug(name)}_s{seed}")
                 for name, over in SCIENCE_METHODS.items() if over is not None
                 for seed in cfg.seeds}
-    doc = {"rows": rows, "training": training, "budget": budget, "config": cfg.to_dict(),
+    seeds = per_seed({m: results[m] for m in SCIENCE_METHODS})
+    comps = comparisons(rows)
+    doc = {"rows": rows, "per_seed_patch_lesion_r2": seeds, "comparisons": comps,
+           "training": training, "budget": budget, "config": cfg.to_dict(),
            "minutes": round((time.perf_counter() - t0) / 60, 1), "timings": clock.seconds,
            "n_subjects": store.num_subjects, "n_landmarks": store.num_landmarks}
     atomic_write_text(out / "science.json", json.dumps(doc, indent=1, default=float))
-    atomic_write_text(out / "science.md", markdown_table(rows) + training_table(training))
+    atomic_write_text(out / "science.md", markdown_table(rows) + comparisons_text(comps, seeds)
+                      + training_table(training))
     return doc
 
 

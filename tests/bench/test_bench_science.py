@@ -14,7 +14,10 @@ from drasclr.bench.science import (
     SCIENCE_METHODS,
     SCIENCE_METRICS,
     ScienceConfig,
+    comparisons,
+    comparisons_text,
     markdown_table,
+    per_seed,
     run_science,
     summarise,
 )
@@ -35,6 +38,53 @@ def test_summarise_pools_seeds_and_repeats() -> None:
     assert rows[("A", "extra")]["n"] == 1
     table = markdown_table(summarise(results))
     assert "| A | 0.400 ± 0.100 |" in table and "n/a" in table
+
+
+def test_comparisons_read_the_bar_as_the_issue_states_it() -> None:
+    """A margin counts only above the larger of the two spreads; image metrics are counted
+    where both sides have a value."""
+    image = ("log_fev1pp_r2", "log_fev1_fvc_r2", "gold_acc", "cle_acc", "exacerbation_acc")
+    results = {
+        "DrasCLR": [{"patch_lesion_r2": [0.80, 0.82], **{k: [0.5] for k in image}},
+                    {"patch_lesion_r2": [0.84, 0.86], **{k: [0.5] for k in image}}],
+        "plain MoCo": [{"patch_lesion_r2": [0.88], **{k: [0.4] for k in image[:3]},
+                        "cle_acc": [0.6], "exacerbation_acc": [float("nan")]},
+                       {"patch_lesion_r2": [0.70], **{k: [0.4] for k in image[:3]},
+                        "cle_acc": [0.6], "exacerbation_acc": [float("nan")]}],
+        "random encoder": [{"patch_lesion_r2": [0.10], **{k: [0.1] for k in image}},
+                           {"patch_lesion_r2": [0.12], **{k: [0.1] for k in image}}],
+    }
+    rows = summarise(results)
+    comps = {c["other"]: c for c in comparisons(rows, others=("random encoder", "plain MoCo"))}
+    moco, rand = comps["plain MoCo"], comps["random encoder"]
+    assert moco["patch_margin"] == pytest.approx(0.83 - 0.79)
+    assert moco["larger_sd"] == pytest.approx(np.std([0.88, 0.70], ddof=1))
+    assert not moco["patch_clears"]  # +0.04 is inside MoCo's spread of 0.127
+    assert moco["image_above"] == list(image[:3]) and moco["image_below"] == ["cle_acc"]
+    assert rand["patch_clears"] and len(rand["image_above"]) == 5 and not rand["image_below"]
+    seeds = per_seed(results)
+    assert seeds["DrasCLR"] == pytest.approx([0.81, 0.85])
+    text = comparisons_text(comparisons(rows, others=("plain MoCo",)), seeds)
+    assert "| DrasCLR | 0.810 / 0.850 |" in text
+    assert "+0.040 against the larger spread 0.127 (does not clear it)" in text
+    assert "above on 3 of 4 image metrics (not on cle_acc)" in text
+
+
+def test_the_command_prints_the_comparisons(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from drasclr.commands.bench import print_science
+
+    results = {"DrasCLR": [{"patch_lesion_r2": [0.8]}, {"patch_lesion_r2": [0.9]}],
+               "plain MoCo": [{"patch_lesion_r2": [0.5]}, {"patch_lesion_r2": [0.6]}]}
+    rows = summarise(results)
+    res = {"rows": rows, "comparisons": comparisons(rows, others=("plain MoCo",)),
+           "per_seed_patch_lesion_r2": per_seed(results), "minutes": 1.0}
+    print_science(res, argparse.Namespace(out="X"))
+    out = capsys.readouterr().out
+    assert "| plain MoCo | 0.500 / 0.600 |" in out
+    assert ("DrasCLR vs plain MoCo: patch probe +0.300 against the larger spread 0.071 "
+            "(clears it)") in out
 
 
 def test_config_is_validated() -> None:
@@ -107,6 +157,10 @@ def test_tiny_science_run_writes_every_method_and_metric(tmp_path: Path) -> None
     assert saved["budget"]["budget_s"] == 6.0 and saved["budget"]["eval_s"] > 0
     assert list(dict.fromkeys(r["method"] for r in saved["rows"])) == [
         *SCIENCE_METHODS, *BASELINES]
+    assert set(saved["per_seed_patch_lesion_r2"]) == set(SCIENCE_METHODS)
+    assert [c["other"] for c in saved["comparisons"]] == [
+        "random encoder", "plain MoCo", "DrasCLR (no neighbour loss)"]
+    assert "DrasCLR vs plain MoCo: patch probe" in (tmp_path / "sci" / "science.md").read_text()
     with pytest.raises(ConfigError, match="other settings"):
         run_science(tmp_path / "sci", cfg.replace(budget_minutes=0.2), progress=False)
 
