@@ -133,8 +133,7 @@ def print_science(res: dict[str, Any], args: argparse.Namespace) -> None:
     from drasclr.bench.science import comparisons_text, markdown_table
 
     print(markdown_table(res["rows"]))
-    if "comparisons" in res:
-        print(comparisons_text(res["comparisons"], res["per_seed_patch_lesion_r2"]))
+    print(comparisons_text(res["comparisons"], res["per_seed_patch_lesion_r2"]))
     print(f"science.json: {Path(args.out) / 'science.json'} ({res['minutes']} min)")
 
 
