@@ -66,8 +66,10 @@ BASELINES: tuple[str, ...] = ("LAA-950 (patch)", "LAA-950 (image)")
 IMAGE_METRICS: tuple[str, ...] = (
     "log_fev1pp_r2", "log_fev1_fvc_r2", "gold_acc", "cle_acc", "exacerbation_acc",
 )
-#: The paired recipe's least neighbour distance, mm: the patch width (round 24).
-PAIRED_NEIGHBOUR_MIN_MM = 32.0
+#: The paired recipe's least neighbour distance, mm. 0: the nearest landmark, DESIGN.md's rule.
+#: Round 24 had set it to the patch width (32) on a screening gain the benchmark did not confirm
+#: (cohort 4 0.833 -> 0.816, cohort 3 0.842 -> 0.838; docs/results.md), so it went back.
+PAIRED_NEIGHBOUR_MIN_MM = 0.0
 #: DrasCLR's pretraining recipes (``ScienceConfig.drasclr_recipe``), each with its ablation: the
 #: same batches without the neighbour loss. ``paper``: B anchors at a landmark j, each with its
 #: k = 2 nearest neighbour patches encoded for the neighbour loss only (3B query-side patches a
@@ -77,9 +79,8 @@ PAIRED_NEIGHBOUR_MIN_MM = 32.0
 #: and enqueued at j'), so a step encodes B query and B key patches (recipe round 20,
 #: docs/results.md); the neighbour loss projects r_ij' with a head of its own
 #: (``neighbour_head``, round 21), so it trains the encoder without bending the local contrast's
-#: head; j' is the nearest landmark at least a patch width away (``neighbour_min_mm`` 32: on
-#: the 26 mm grid a face neighbour's patch shares 19 % of the anchor's voxels, a diagonal one
-#: 3.5 %; round 24); its ablation trains the same two landmarks with ``neighbour_weight`` 0.
+#: head; j' is j's nearest landmark (``PAIRED_NEIGHBOUR_MIN_MM``); its ablation trains the
+#: same two landmarks with ``neighbour_weight`` 0.
 #: Recipe -> method -> (pretraining overrides, anchors per step as B // this).
 DRASCLR_RECIPES: dict[str, dict[str, tuple[dict[str, Any], int]]] = {
     "paired": {

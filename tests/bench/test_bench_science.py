@@ -128,8 +128,8 @@ def test_drasclr_recipes_spend_a_step_as_stated(tmp_path: Path) -> None:
     assert paired.neighbours == 1
     assert (paired.neighbour_local_weight, paired.neighbour_weight) == (1.0, 1.0)
     assert paired.neighbour_head and not paper.neighbour_head  # round 21; the paper shares g
-    # round 24: the paired recipe's neighbour is at least a patch width away; the paper's nearest
-    assert (paired.neighbour_min_mm, paper.neighbour_min_mm) == (32.0, 0.0)
+    # both recipes take the nearest landmark (DESIGN.md); round 24's far neighbours went back
+    assert (paired.neighbour_min_mm, paper.neighbour_min_mm) == (0.0, 0.0)
     assert paper.batch_size * (1 + paper.neighbours) == 96
     assert (paper.neighbours, paper.neighbour_local_weight) == (2, 0.0)
     with pytest.raises(ConfigError, match="drasclr_recipe"):
