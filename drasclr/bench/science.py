@@ -66,6 +66,8 @@ BASELINES: tuple[str, ...] = ("LAA-950 (patch)", "LAA-950 (image)")
 IMAGE_METRICS: tuple[str, ...] = (
     "log_fev1pp_r2", "log_fev1_fvc_r2", "gold_acc", "cle_acc", "exacerbation_acc",
 )
+#: The benchmark's figure, next to ``science.json`` (:func:`drasclr.report.figures.science_figure`).
+FIGURE_FILE = "science.png"
 #: The paired recipe's least neighbour distance, mm. 0: the nearest landmark, DESIGN.md's rule.
 #: Round 24 had set it to the patch width (32) on a screening gain the benchmark did not confirm
 #: (cohort 4 0.833 -> 0.816, cohort 3 0.842 -> 0.838; docs/results.md), so it went back.
@@ -392,6 +394,19 @@ def training_record(run: Path) -> dict[str, Any]:
     fill = sum(float(r.get("prefill_seconds", 0.0)) for r in rows if r.get("event") == "start")
     return {"steps": int(end["step"]), "seconds": round(float(end["elapsed_s"]), 2),
             "prefill_seconds": round(fill, 2)}
+
+
+def probe_curve(run: Path) -> pd.DataFrame:
+    """The training-time patch probe of a run (``step``, ``probe_r2``) from its
+    ``metrics.jsonl`` (empty for the untrained encoder)."""
+    from drasclr.train.loop import read_metrics
+
+    if not (run / "metrics.jsonl").is_file():
+        return pd.DataFrame(columns=["step", "probe_r2"])
+    recs = [(int(r["step"]), float(r["probe_r2"])) for r in read_metrics(run)
+            if r.get("event") == "probe" and "probe_r2" in r]
+    frame = pd.DataFrame(recs, columns=["step", "probe_r2"])
+    return frame.drop_duplicates("step", keep="last").sort_values("step", ignore_index=True)
 
 
 def method_config(cfg: ScienceConfig, name: str, seed: int, probe_file: Path) -> Any:
@@ -831,6 +846,7 @@ def run_science(
     from drasclr.evaluate.patch_probe import read_patch_truth, write_probe_file
     from drasclr.labels import read_labels
     from drasclr.raytools import ray_session
+    from drasclr.report.figures import science_figure
     from drasclr.store.reader import PatchStore
 
     out = Path(out_dir)
@@ -880,13 +896,18 @@ def run_science(
                 for seed in cfg.seeds}
     seeds = per_seed({m: results[m] for m in SCIENCE_METHODS})
     comps = comparisons(rows)
+    curves = {f"{name} s{seed}": probe_curve(out / "models" / f"{slug(name)}_s{seed}")
+              for name, over in SCIENCE_METHODS.items() if over is not None
+              for seed in cfg.seeds}
+    science_figure(rows, seeds, curves, out / FIGURE_FILE)
     doc = {"rows": rows, "per_seed_patch_lesion_r2": seeds, "comparisons": comps,
+           "figure": FIGURE_FILE,
            "training": training, "budget": budget, "config": cfg.to_dict(),
            "minutes": round((time.perf_counter() - t0) / 60, 1), "timings": clock.seconds,
            "n_subjects": store.num_subjects, "n_landmarks": store.num_landmarks}
     atomic_write_text(out / "science.json", json.dumps(doc, indent=1, default=float))
     atomic_write_text(out / "science.md", markdown_table(rows) + comparisons_text(comps, seeds)
-                      + training_table(training))
+                      + training_table(training) + f"\n![bench science]({FIGURE_FILE})\n")
     return doc
 
 

@@ -7,6 +7,8 @@
 * :func:`dense_overlay_figure`: coronal CT, truth outline and predicted mask (Fig. 3).
 * :func:`pretraining_figure`: pretraining loss and top-1 curves against the step.
 * :func:`patch_probe_figure`: patch probe R² per method and lesion target.
+* :func:`science_figure`: ``drasclr bench science`` at a glance (patch probe per seed, image
+  metrics, the training probe of every pretraining run).
 
 Each function takes a tidy table from the evaluation (or the files it points at) and a PNG path,
 draws with :mod:`drasclr.report.plotting` (Agg canvas, never pyplot's global state, so safe in
@@ -350,3 +352,77 @@ def sweep_figure(table: pd.DataFrame, metric: str) -> bytes:
                  "last rung)", fontsize=9)
     fig.tight_layout()
     return png_bytes(fig, dpi=100)
+
+
+#: The five image metrics of :func:`science_figure`'s middle panel, with their axis labels.
+SCIENCE_IMAGE_LABELS = {"log_fev1pp_r2": "log FEV1pp R²", "log_fev1_fvc_r2": "log FEV1/FVC R²",
+                        "gold_acc": "GOLD acc.", "cle_acc": "CLE acc.",
+                        "exacerbation_acc": "exacerbation acc."}
+
+
+def science_figure(rows: Sequence[Mapping[str, object]], seeds: Mapping[str, Sequence[float]],
+                   curves: Mapping[str, pd.DataFrame], path: Path,
+                   ceiling: str = "LAA-950 (patch)", image_baseline: str = "LAA-950 (image)"
+                   ) -> Path:
+    """Three panels: the patch probe per method (one dot per pretraining seed, mean ± s.d., the
+    ``ceiling`` row as a dashed line); the five image metrics per method (mean ± s.d.); the
+    training-time patch probe of each pretraining run against the step.
+
+    Args:
+        rows: ``science.json``'s rows (``method``, ``metric``, ``mean``, ``sd``).
+        seeds: method -> patch probe per pretraining seed.
+        curves: run name (``"<method> s<seed>"``) -> frame with ``step`` and ``probe_r2``.
+        path: the PNG to write.
+        ceiling: the row drawn as a line on the patch-probe panel.
+        image_baseline: the baseline row added to the image-metrics panel.
+    """
+    frame = pd.DataFrame(list(rows))
+    stat = {(r.method, r.metric): (float(r.mean), float(r.sd)) for r in frame.itertuples()}
+    methods = list(seeds)
+    cols = dict(zip([*methods, image_baseline], colours(len(methods) + 1)))
+    fig = new_figure(15.0, 4.2)
+    ax_p, ax_i, ax_c = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.0, 1.5, 1.3]})
+    for k, m in enumerate(methods):
+        vals = np.asarray(seeds[m], dtype=np.float64)
+        ax_p.scatter(np.full(vals.size, k) + np.linspace(-0.12, 0.12, vals.size), vals,
+                     color=cols[m], s=18, zorder=3)
+        mean, sd = stat.get((m, "patch_lesion_r2"), (np.nan, np.nan))
+        ax_p.errorbar(k + 0.25, mean, yerr=sd, fmt="_", color=cols[m], markersize=12, capsize=3)
+    top = stat.get((ceiling, "patch_lesion_r2"), (np.nan, np.nan))[0]
+    if np.isfinite(top):
+        ax_p.axhline(top, color="k", linestyle="--", linewidth=0.9, label=f"{ceiling} {top:.3f}")
+        ax_p.legend(fontsize=8, frameon=False, loc="lower right")
+    ax_p.set_xticks(range(len(methods)))
+    ax_p.set_xticklabels(methods, rotation=20, ha="right", fontsize=8)
+    ax_p.set_ylabel("patch probe R² (emphysema fraction)")
+    ax_p.set_title("Patch probe: dots per seed, bar mean ± s.d.", fontsize=10)
+    ax_p.grid(axis="y", alpha=0.3)
+    shown = [m for m in [*methods, image_baseline]
+             if any(np.isfinite(stat.get((m, k), (np.nan,))[0]) for k in SCIENCE_IMAGE_LABELS)]
+    width = 0.8 / max(len(shown), 1)
+    for j, m in enumerate(shown):
+        ms = [stat.get((m, k), (np.nan, np.nan)) for k in SCIENCE_IMAGE_LABELS]
+        ax_i.errorbar(np.arange(len(ms)) + (j - (len(shown) - 1) / 2) * width,
+                      [v[0] for v in ms], yerr=[v[1] for v in ms], fmt="o", color=cols[m],
+                      markersize=4, capsize=2, label=m)
+    ax_i.set_xticks(range(len(SCIENCE_IMAGE_LABELS)))
+    ax_i.set_xticklabels(list(SCIENCE_IMAGE_LABELS.values()), fontsize=8)
+    ax_i.set_title("Image-level readouts (mean ± s.d.)", fontsize=10)
+    ax_i.legend(fontsize=7, frameon=False, loc="lower right")
+    ax_i.grid(axis="y", alpha=0.3)
+    for run, c in curves.items():
+        if c.empty or "probe_r2" not in c:
+            continue
+        method, _, seed = run.rpartition(" s")
+        ax_c.plot(c["step"], c["probe_r2"], color=cols.get(method, "grey"), linewidth=1.1,
+                  marker="o", markersize=2.5, linestyle="-" if seed in ("", "0") else "--",
+                  label=run)
+    ax_c.set_ylim(bottom=max(-0.2, ax_c.get_ylim()[0]))
+    ax_c.set_xlabel("step")
+    ax_c.set_ylabel("training-time probe R²")
+    ax_c.set_title("During pretraining (cheap probe; equal wall-clock)", fontsize=10)
+    ax_c.grid(alpha=0.3)
+    if curves:
+        ax_c.legend(fontsize=7, frameon=False, loc="lower right")
+    fig.suptitle("drasclr bench science", fontsize=11)
+    return save_png(fig, path)

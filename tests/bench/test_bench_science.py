@@ -79,12 +79,49 @@ def test_the_command_prints_the_comparisons(capsys: pytest.CaptureFixture[str]) 
                "plain MoCo": [{"patch_lesion_r2": [0.5]}, {"patch_lesion_r2": [0.6]}]}
     rows = summarise(results)
     res = {"rows": rows, "comparisons": comparisons(rows, others=("plain MoCo",)),
-           "per_seed_patch_lesion_r2": per_seed(results), "minutes": 1.0}
+           "per_seed_patch_lesion_r2": per_seed(results), "minutes": 1.0,
+           "figure": "science.png"}
     print_science(res, argparse.Namespace(out="X"))
     out = capsys.readouterr().out
+    assert f"figure: {Path('X') / 'science.png'}" in out
     assert "| plain MoCo | 0.500 / 0.600 |" in out
     assert ("DrasCLR vs plain MoCo: patch probe +0.300 against the larger spread 0.071 "
             "(clears it)") in out
+
+
+def test_the_figure_reads_the_runs_probe_curves_and_draws_every_method(tmp_path: Path) -> None:
+    """``probe_curve`` keeps a run's probe records (the last of a resumed step); the figure is
+    drawn from rows with gaps, a run without probes and an untrained encoder without a log."""
+    import struct
+
+    from drasclr.bench.science import probe_curve
+    from drasclr.report.figures import science_figure
+
+    run = tmp_path / "models" / "drasclr_s0"
+    run.mkdir(parents=True)
+    recs = [{"event": "start", "step": 0}, {"event": "probe", "step": 0, "probe_r2": 0.05},
+            {"event": "train", "step": 50, "loss": 5.0},
+            {"event": "probe", "step": 50, "probe_r2": 0.30},
+            {"event": "probe", "step": 50, "probe_r2": 0.35},  # resumed: the step again
+            {"event": "probe", "step": 100, "probe_r2": 0.60}]
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    curve = probe_curve(run)
+    assert curve["step"].tolist() == [0, 50, 100]
+    assert curve["probe_r2"].tolist() == pytest.approx([0.05, 0.35, 0.60])
+    assert probe_curve(tmp_path / "models" / "random_encoder_s0").empty
+    results = {"DrasCLR": [{"patch_lesion_r2": [0.8], "gold_acc": [0.5]},
+                           {"patch_lesion_r2": [0.7], "gold_acc": [0.4]}],
+               "random encoder": [{"patch_lesion_r2": [0.1]}, {"patch_lesion_r2": [0.0]}],
+               "LAA-950 (patch)": [{"patch_lesion_r2": [0.9]}],
+               "LAA-950 (image)": [{"gold_acc": [0.6]}]}
+    seeds = per_seed({m: results[m] for m in ("DrasCLR", "random encoder")})
+    png = science_figure(summarise(results), seeds,
+                         {"DrasCLR s0": curve, "DrasCLR s1": probe_curve(tmp_path / "none")},
+                         tmp_path / "science.png")
+    head = png.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", head[16:24])
+    assert width > 2 * height > 0  # three panels side by side
 
 
 def test_config_is_validated() -> None:
@@ -161,6 +198,8 @@ def test_tiny_science_run_writes_every_method_and_metric(tmp_path: Path) -> None
     assert [c["other"] for c in saved["comparisons"]] == [
         "random encoder", "plain MoCo", "DrasCLR (no neighbour loss)"]
     assert "DrasCLR vs plain MoCo: patch probe" in (tmp_path / "sci" / "science.md").read_text()
+    assert saved["figure"] == "science.png" and (tmp_path / "sci" / "science.png").stat().st_size
+    assert "![bench science](science.png)" in (tmp_path / "sci" / "science.md").read_text()
     with pytest.raises(ConfigError, match="other settings"):
         run_science(tmp_path / "sci", cfg.replace(budget_minutes=0.2), progress=False)
 
