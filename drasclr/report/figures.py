@@ -391,7 +391,7 @@ def science_figure(rows: Sequence[Mapping[str, object]], seeds: Mapping[str, Seq
     top = stat.get((ceiling, "patch_lesion_r2"), (np.nan, np.nan))[0]
     if np.isfinite(top):
         ax_p.axhline(top, color="k", linestyle="--", linewidth=0.9, label=f"{ceiling} {top:.3f}")
-        ax_p.legend(fontsize=8, frameon=False, loc="lower right")
+        ax_p.legend(fontsize=8, frameon=False, loc="center right")
     ax_p.set_xticks(range(len(methods)))
     ax_p.set_xticklabels(methods, rotation=20, ha="right", fontsize=8)
     ax_p.set_ylabel("patch probe R² (emphysema fraction)")
