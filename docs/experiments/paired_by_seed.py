@@ -14,6 +14,8 @@ import statistics
 import sys
 from pathlib import Path
 
+from drasclr.bench.science import per_seed
+
 METHODS = {"DrasCLR": "drasclr", "DrasCLR (no neighbour loss)": "drasclr_no_neighbour_loss",
            "plain MoCo": "plain_moco"}
 
@@ -23,13 +25,8 @@ def seeds_of(run: Path) -> dict[str, list[float]]:
     doc = json.loads((run / "science.json").read_text())
     if "per_seed_patch_lesion_r2" in doc:
         return {m: doc["per_seed_patch_lesion_r2"][m] for m in METHODS}
-    out = {}
-    for method, stem in METHODS.items():
-        files = sorted((run / "metrics").glob(f"{stem}_s*.json"),
-                       key=lambda f: int(f.stem.rsplit("_s", 1)[1]))
-        vals = [json.loads(f.read_text())["patch_lesion_r2"] for f in files]
-        out[method] = [statistics.fmean(v) if isinstance(v, list) else v for v in vals]
-    return out
+    return per_seed({m: [json.loads((run / "metrics" / f"{stem}_s{s}.json").read_text())
+                         for s in doc["config"]["seeds"]] for m, stem in METHODS.items()})
 
 
 def main(args: list[str]) -> None:

@@ -12,9 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from drasclr.bench.science import SCIENCE_METHODS, probe_curve
+from drasclr.bench.science import IMAGE_METRICS, SCIENCE_METHODS, per_seed, probe_curve
 from drasclr.fsutil import slug
 from drasclr.report.figures import science_figure
 
@@ -23,12 +21,8 @@ def per_seed_of(run: Path, doc: dict) -> dict[str, list[float]]:
     """Method -> patch probe per pretraining seed (the mean over its CV repeats)."""
     if "per_seed_patch_lesion_r2" in doc:
         return doc["per_seed_patch_lesion_r2"]
-    out = {}
-    for method in SCIENCE_METHODS:
-        vals = [json.loads((run / "metrics" / f"{slug(method)}_s{s}.json").read_text())
-                ["patch_lesion_r2"] for s in doc["config"]["seeds"]]
-        out[method] = [float(np.mean(v)) for v in vals]
-    return out
+    return per_seed({m: [json.loads((run / "metrics" / f"{slug(m)}_s{s}.json").read_text())
+                         for s in doc["config"]["seeds"]] for m in SCIENCE_METHODS})
 
 
 def main(run: Path, png: Path) -> None:
@@ -37,7 +31,8 @@ def main(run: Path, png: Path) -> None:
     curves = {f"{m} s{s}": probe_curve(run / "models" / f"{slug(m)}_s{s}")
               for m, over in SCIENCE_METHODS.items() if over is not None
               for s in doc["config"]["seeds"]}
-    print(science_figure(doc["rows"], per_seed_of(run, doc), curves, png))
+    print(science_figure(doc["rows"], per_seed_of(run, doc), curves, png,
+                         image_metrics=IMAGE_METRICS))
 
 
 if __name__ == "__main__":

@@ -399,14 +399,13 @@ def training_record(run: Path) -> dict[str, Any]:
 def probe_curve(run: Path) -> pd.DataFrame:
     """The training-time patch probe of a run (``step``, ``probe_r2``) from its
     ``metrics.jsonl`` (empty for the untrained encoder)."""
-    from drasclr.train.loop import read_metrics
+    from drasclr.report.markdown import read_metrics
 
-    if not (run / "metrics.jsonl").is_file():
+    log = run / "metrics.jsonl"
+    frame = read_metrics(log, event="probe") if log.is_file() else pd.DataFrame()
+    if "probe_r2" not in frame:
         return pd.DataFrame(columns=["step", "probe_r2"])
-    recs = [(int(r["step"]), float(r["probe_r2"])) for r in read_metrics(run)
-            if r.get("event") == "probe" and "probe_r2" in r]
-    frame = pd.DataFrame(recs, columns=["step", "probe_r2"])
-    return frame.drop_duplicates("step", keep="last").sort_values("step", ignore_index=True)
+    return frame[["step", "probe_r2"]].reset_index(drop=True)
 
 
 def method_config(cfg: ScienceConfig, name: str, seed: int, probe_file: Path) -> Any:
@@ -891,15 +890,14 @@ def run_science(
     for name, m in base.items():
         results[name] = [m]
     rows = summarise(results)
-    training = {f"{name} s{seed}": training_record(out / "models" / f"{slug(name)}_s{seed}")
-                for name, over in SCIENCE_METHODS.items() if over is not None
-                for seed in cfg.seeds}
+    trained = {f"{name} s{seed}": out / "models" / f"{slug(name)}_s{seed}"
+               for name, over in SCIENCE_METHODS.items() if over is not None
+               for seed in cfg.seeds}
+    training = {label: training_record(run) for label, run in trained.items()}
     seeds = per_seed({m: results[m] for m in SCIENCE_METHODS})
     comps = comparisons(rows)
-    curves = {f"{name} s{seed}": probe_curve(out / "models" / f"{slug(name)}_s{seed}")
-              for name, over in SCIENCE_METHODS.items() if over is not None
-              for seed in cfg.seeds}
-    science_figure(rows, seeds, curves, out / FIGURE_FILE)
+    science_figure(rows, seeds, {label: probe_curve(run) for label, run in trained.items()},
+                   out / FIGURE_FILE, image_metrics=IMAGE_METRICS)
     doc = {"rows": rows, "per_seed_patch_lesion_r2": seeds, "comparisons": comps,
            "figure": FIGURE_FILE,
            "training": training, "budget": budget, "config": cfg.to_dict(),

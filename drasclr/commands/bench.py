@@ -135,8 +135,7 @@ def print_science(res: dict[str, Any], args: argparse.Namespace) -> None:
     print(markdown_table(res["rows"]))
     print(comparisons_text(res["comparisons"], res["per_seed_patch_lesion_r2"]))
     print(f"science.json: {Path(args.out) / 'science.json'} ({res['minutes']} min)")
-    if res.get("figure"):
-        print(f"figure: {Path(args.out) / res['figure']}")
+    print(f"figure: {Path(args.out) / res['figure']}")
 
 
 def print_train(res: dict[str, Any], args: argparse.Namespace | None = None) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -354,16 +355,16 @@ def sweep_figure(table: pd.DataFrame, metric: str) -> bytes:
     return png_bytes(fig, dpi=100)
 
 
-#: The five image metrics of :func:`science_figure`'s middle panel, with their axis labels.
+#: Axis labels of image metrics in :func:`science_figure` (others show their name).
 SCIENCE_IMAGE_LABELS = {"log_fev1pp_r2": "log FEV1pp R²", "log_fev1_fvc_r2": "log FEV1/FVC R²",
                         "gold_acc": "GOLD acc.", "cle_acc": "CLE acc.",
                         "exacerbation_acc": "exacerbation acc."}
 
 
-def science_figure(rows: Sequence[Mapping[str, object]], seeds: Mapping[str, Sequence[float]],
-                   curves: Mapping[str, pd.DataFrame], path: Path,
-                   ceiling: str = "LAA-950 (patch)", image_baseline: str = "LAA-950 (image)"
-                   ) -> Path:
+def science_figure(rows: Sequence[Mapping[str, Any]], seeds: Mapping[str, Sequence[float]],
+                   curves: Mapping[str, pd.DataFrame], path: Path, *,
+                   image_metrics: Sequence[str], ceiling: str = "LAA-950 (patch)",
+                   image_baseline: str = "LAA-950 (image)") -> Path:
     """Three panels: the patch probe per method (one dot per pretraining seed, mean ± s.d., the
     ``ceiling`` row as a dashed line); the five image metrics per method (mean ± s.d.); the
     training-time patch probe of each pretraining run against the step.
@@ -373,11 +374,11 @@ def science_figure(rows: Sequence[Mapping[str, object]], seeds: Mapping[str, Seq
         seeds: method -> patch probe per pretraining seed.
         curves: run name (``"<method> s<seed>"``) -> frame with ``step`` and ``probe_r2``.
         path: the PNG to write.
+        image_metrics: the metrics of the middle panel.
         ceiling: the row drawn as a line on the patch-probe panel.
         image_baseline: the baseline row added to the image-metrics panel.
     """
-    frame = pd.DataFrame(list(rows))
-    stat = {(r.method, r.metric): (float(r.mean), float(r.sd)) for r in frame.itertuples()}
+    stat = {(r["method"], r["metric"]): (float(r["mean"]), float(r["sd"])) for r in rows}
     methods = list(seeds)
     cols = dict(zip([*methods, image_baseline], colours(len(methods) + 1)))
     fig = new_figure(15.0, 4.2)
@@ -398,15 +399,15 @@ def science_figure(rows: Sequence[Mapping[str, object]], seeds: Mapping[str, Seq
     ax_p.set_title("Patch probe: dots per seed, bar mean ± s.d.", fontsize=10)
     ax_p.grid(axis="y", alpha=0.3)
     shown = [m for m in [*methods, image_baseline]
-             if any(np.isfinite(stat.get((m, k), (np.nan,))[0]) for k in SCIENCE_IMAGE_LABELS)]
+             if any(np.isfinite(stat.get((m, k), (np.nan,))[0]) for k in image_metrics)]
     width = 0.8 / max(len(shown), 1)
     for j, m in enumerate(shown):
-        ms = [stat.get((m, k), (np.nan, np.nan)) for k in SCIENCE_IMAGE_LABELS]
+        ms = [stat.get((m, k), (np.nan, np.nan)) for k in image_metrics]
         ax_i.errorbar(np.arange(len(ms)) + (j - (len(shown) - 1) / 2) * width,
                       [v[0] for v in ms], yerr=[v[1] for v in ms], fmt="o", color=cols[m],
                       markersize=4, capsize=2, label=m)
-    ax_i.set_xticks(range(len(SCIENCE_IMAGE_LABELS)))
-    ax_i.set_xticklabels(list(SCIENCE_IMAGE_LABELS.values()), fontsize=8)
+    ax_i.set_xticks(range(len(image_metrics)))
+    ax_i.set_xticklabels([SCIENCE_IMAGE_LABELS.get(k, k) for k in image_metrics], fontsize=8)
     ax_i.set_title("Image-level readouts (mean ± s.d.)", fontsize=10)
     ax_i.legend(fontsize=7, frameon=False, loc="lower right")
     ax_i.grid(axis="y", alpha=0.3)

@@ -64,8 +64,9 @@ def _table(eval_dir: Path, name: str) -> pd.DataFrame | None:
     return pd.read_parquet(path) if path.is_file() else None
 
 
-def read_metrics(path: str | Path) -> pd.DataFrame:
-    """The ``train`` records of a ``metrics.jsonl`` as a frame (empty when there are none)."""
+def read_metrics(path: str | Path, event: str = "train") -> pd.DataFrame:
+    """The ``event`` records (``train``, ``probe``, ...) of a ``metrics.jsonl`` as a frame, one
+    row a step (the last record of a step a resumed run wrote twice); empty when there are none."""
     rows = []
     for line in Path(path).read_text().splitlines():
         if not line.strip():
@@ -74,7 +75,7 @@ def read_metrics(path: str | Path) -> pd.DataFrame:
             rec = json.loads(line)
         except ValueError:
             continue
-        if rec.get("event") == "train" and "step" in rec:
+        if rec.get("event") == event and "step" in rec:
             rows.append(rec)
     frame = pd.DataFrame(rows)
     if not frame.empty:

@@ -94,7 +94,7 @@ def test_the_figure_reads_the_runs_probe_curves_and_draws_every_method(tmp_path:
     drawn from rows with gaps, a run without probes and an untrained encoder without a log."""
     import struct
 
-    from drasclr.bench.science import probe_curve
+    from drasclr.bench.science import IMAGE_METRICS, probe_curve
     from drasclr.report.figures import science_figure
 
     run = tmp_path / "models" / "drasclr_s0"
@@ -117,7 +117,7 @@ def test_the_figure_reads_the_runs_probe_curves_and_draws_every_method(tmp_path:
     seeds = per_seed({m: results[m] for m in ("DrasCLR", "random encoder")})
     png = science_figure(summarise(results), seeds,
                          {"DrasCLR s0": curve, "DrasCLR s1": probe_curve(tmp_path / "none")},
-                         tmp_path / "science.png")
+                         tmp_path / "science.png", image_metrics=IMAGE_METRICS)
     head = png.read_bytes()[:24]
     assert head[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", head[16:24])
