@@ -17,3 +17,35 @@ def test_wide_tables_have_one_method_column() -> None:
         assert lines[2].startswith("| A | ") and lines[3].startswith("| B | ")
     indexed = pd.DataFrame({"x": [1.0]}, index=pd.Index(["A"], name="m"))
     assert markdown_table(indexed, index="method").splitlines()[2] == "| A | 1 |"
+
+
+def test_training_curves_join_the_probe_records_on_the_step(tmp_path) -> None:
+    import json
+
+    from drasclr.report.figures import pretraining_figure
+    from drasclr.report.markdown import training_curves
+
+    recs = [{"event": "start", "step": 0},
+            {"event": "probe", "step": 0, "probe_r2": 0.01, "probe_auc": 0.5},
+            {"event": "train", "step": 10, "loss": 5.0, "top1": 0.1},
+            {"event": "train", "step": 20, "loss": 4.0, "top1": 0.2},
+            {"event": "probe", "step": 20, "probe_r2": 0.2, "probe_auc": 0.6},
+            {"event": "probe", "step": 20, "probe_r2": 0.3, "probe_auc": 0.7}]  # resumed
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    c = training_curves(path)
+    assert c["step"].tolist() == [0, 10, 20]
+    assert c["loss"].isna().tolist() == [True, False, False]
+    assert c["probe_r2"].tolist()[0] == 0.01 and c["probe_r2"].tolist()[2] == 0.3
+    assert c["probe_r2"].isna().tolist() == [False, True, False]
+    # a run without probes keeps its train frame as it was
+    path.write_text("\n".join(json.dumps(r) for r in recs[2:4]) + "\n")
+    assert "probe_r2" not in training_curves(path) and len(training_curves(path)) == 2
+    # the figure gains the probe panel (loss, top-1, probe) against (loss, top-1) without it
+    path.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    wide = pretraining_figure({"a": training_curves(path)}, tmp_path / "with.png")
+    path.write_text("\n".join(json.dumps(r) for r in recs[2:4]) + "\n")
+    narrow = pretraining_figure({"a": training_curves(path)}, tmp_path / "without.png")
+    from PIL import Image
+
+    assert Image.open(wide).size[0] > Image.open(narrow).size[0]

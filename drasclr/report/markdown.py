@@ -83,6 +83,21 @@ def read_metrics(path: str | Path, event: str = "train") -> pd.DataFrame:
     return frame
 
 
+
+def training_curves(path: str | Path) -> pd.DataFrame:
+    """A run's ``train`` records with its training-time probe (``probe`` records: ``probe_r2``
+    and the other ``probe_*`` columns) joined on the step; a probe step without a train record
+    keeps its own row, so the probe curve is whole whatever ``log_every`` was."""
+    train = read_metrics(path)
+    probe = read_metrics(path, event="probe")
+    if probe.empty:
+        return train
+    probe = probe[["step"] + [c for c in probe.columns if c.startswith("probe_")]]
+    if train.empty:
+        return probe.reset_index(drop=True)
+    train = train.drop(columns=[c for c in probe.columns if c != "step" and c in train])
+    return train.merge(probe, on="step", how="outer").sort_values("step").reset_index(drop=True)
+
 # ------------------------------------------------------------------------------------ markdown
 def markdown_table(frame: pd.DataFrame, index: str | None = None) -> str:
     """A GitHub Markdown table (index as first column when named)."""
@@ -501,7 +516,7 @@ def _pretraining_curves(
     elif run is not None and (run / "models").is_dir():
         for p in sorted((run / "models").glob("*/metrics.jsonl")):
             files[p.parent.name] = p
-    return {n: read_metrics(p) for n, p in files.items() if p.is_file()}
+    return {n: training_curves(p) for n, p in files.items() if p.is_file()}
 
 
 def _box_counts(counts: Mapping[str, Any]) -> str:
