@@ -121,6 +121,10 @@ class ScienceConfig(StageConfig):
         batch_size: subjects per pretraining batch.
         lr: base learning rate.
         momentum: key-encoder momentum.
+        drasclr_temperature: tau of DrasCLR's losses and of its ablation's (0.2, MoCo-v2's and
+            the paper's; tau 0.5 was not better in round 25, docs/results.md).
+        moco_temperature: tau of plain MoCo's loss (0.5: better than 0.2 on both seeds of
+            round 25's screen, by the rule set before it, the same rule as DrasCLR's).
         queue_size: K (capped by the cohort for per-landmark queues).
         threads: torch threads for pretraining and extraction.
         bn_stats: BatchNorm statistics at feature extraction (``running`` or ``landmark``;
@@ -160,6 +164,8 @@ class ScienceConfig(StageConfig):
     batch_size: int = 32
     lr: float = 0.03
     momentum: float = 0.99
+    drasclr_temperature: float = 0.2
+    moco_temperature: float = 0.5
     queue_size: int = 4096
     threads: int = 2
     bn_stats: str = "landmark"
@@ -181,6 +187,8 @@ class ScienceConfig(StageConfig):
         check(self.n_subjects >= 20, s, "n_subjects", "needs at least 20 subjects")
         check(len(self.seeds) >= 1, s, "seeds", "at least one seed")
         check(self.budget_minutes > 0, s, "budget_minutes", "must be > 0")
+        check(self.drasclr_temperature > 0, s, "drasclr_temperature", "must be > 0")
+        check(self.moco_temperature > 0, s, "moco_temperature", "must be > 0")
         check(self.deadline_minutes >= 0, s, "deadline_minutes", "must be >= 0 (0: none)")
         check(self.budget_mode in BUDGET_MODES, s, "budget_mode", f"one of {list(BUDGET_MODES)}")
         check(self.budget_mode == "calibrated" or self.neighbour_warmup_share == 0, s,
@@ -420,7 +428,8 @@ def method_config(cfg: ScienceConfig, name: str, seed: int, probe_file: Path) ->
         lr_warmup_steps=20, log_every=10, checkpoint_every=10**6, seed=seed,
         threads_per_worker=cfg.threads, probe_every=cfg.probe_every,
         probe_file=str(probe_file) if cfg.probe_every else "", run_name=slug(name),
-        input_map=cfg.input_map)
+        input_map=cfg.input_map,
+        temperature=cfg.moco_temperature if over["model"] == "moco" else cfg.drasclr_temperature)
     return PretrainConfig(**{**base, **over})
 
 
@@ -917,6 +926,8 @@ def run_from_args(args: argparse.Namespace, say: Any = _silent) -> dict[str, Any
                         seeds=tuple(range(args.pretrain_seeds)), bn_stats=args.bn_stats,
                         **({"input_map": args.input_map} if args.input_map else {}),
                         drasclr_recipe=args.drasclr_recipe, budget_mode=args.budget_mode,
+                        drasclr_temperature=args.drasclr_temperature,
+                        moco_temperature=args.moco_temperature,
                         **({"neighbour_warmup_share": args.neighbour_warmup_share}
                            if args.neighbour_warmup_share is not None else {}))
     return run_science(args.out, cfg, progress=not args.quiet, say=say)
@@ -950,6 +961,11 @@ def register(sub: Any) -> None:
                         "locally (a step costs what one without the neighbour loss costs), "
                         "the neighbour loss through a head of its own; "
                         "paper: B anchors + 2 neighbours for the neighbour loss only")
+    p.add_argument("--drasclr-temperature", type=float,
+                   default=ScienceConfig.drasclr_temperature,
+                   help="tau of DrasCLR's losses (its ablation's too)")
+    p.add_argument("--moco-temperature", type=float, default=ScienceConfig.moco_temperature,
+                   help="tau of plain MoCo's loss")
     p.add_argument("--budget-mode", choices=BUDGET_MODES, default="time",
                    help="time: every run trains until its budget is spent (equal time); "
                         "calibrated: step counts from a step-time calibration")

@@ -143,6 +143,30 @@ def test_every_method_gets_the_input_map(tmp_path: Path) -> None:
         assert pc is None or pc.input_map == "parenchyma"
 
 
+def test_each_method_gets_its_own_temperature(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from drasclr.bench.science import method_config
+
+    cfg = ScienceConfig(drasclr_temperature=0.5, moco_temperature=0.3)
+    taus = {n: method_config(cfg, n, 0, tmp_path / "p.npz") for n in SCIENCE_METHODS}
+    assert taus.pop("random encoder") is None
+    assert {n: pc.temperature for n, pc in taus.items()} == {
+        "DrasCLR": 0.5, "DrasCLR (no neighbour loss)": 0.5, "plain MoCo": 0.3}
+    with pytest.raises(ConfigError, match="moco_temperature"):
+        ScienceConfig(moco_temperature=0.0)
+    # the command passes both through (run_science itself is stubbed: only the config matters)
+    from drasclr.bench import science
+    from drasclr.cli import build_parser
+
+    seen = {}
+    monkeypatch.setattr(science, "run_science", lambda out, cfg, **kw: seen.setdefault("cfg", cfg))
+    args = build_parser().parse_args(["bench", "science", "--out", str(tmp_path),
+                                      "--drasclr-temperature", "0.4"])
+    science.run_from_args(args)
+    assert (seen["cfg"].drasclr_temperature, seen["cfg"].moco_temperature) == (
+        0.4, ScienceConfig.moco_temperature)
+
+
 def test_drasclr_recipes_spend_a_step_as_stated(tmp_path: Path) -> None:
     """``paired`` encodes B query patches a step (B / 2 anchors + their neighbour, which is
     also a local query), as its ablation does (the same batches, neighbour loss off);
