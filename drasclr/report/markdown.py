@@ -83,7 +83,6 @@ def read_metrics(path: str | Path, event: str = "train") -> pd.DataFrame:
     return frame
 
 
-
 def training_curves(path: str | Path) -> pd.DataFrame:
     """A run's ``train`` records with its training-time probe (``probe`` records: ``probe_r2``
     and the other ``probe_*`` columns) joined on the step; a probe step without a train record
@@ -97,6 +96,7 @@ def training_curves(path: str | Path) -> pd.DataFrame:
         return probe.reset_index(drop=True)
     train = train.drop(columns=[c for c in probe.columns if c != "step" and c in train])
     return train.merge(probe, on="step", how="outer").sort_values("step").reset_index(drop=True)
+
 
 # ------------------------------------------------------------------------------------ markdown
 def markdown_table(frame: pd.DataFrame, index: str | None = None) -> str:
