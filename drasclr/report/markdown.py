@@ -94,7 +94,6 @@ def training_curves(path: str | Path) -> pd.DataFrame:
     probe = probe[["step"] + [c for c in probe.columns if c.startswith("probe_")]]
     if train.empty:
         return probe.reset_index(drop=True)
-    train = train.drop(columns=[c for c in probe.columns if c != "step" and c in train])
     return train.merge(probe, on="step", how="outer").sort_values("step").reset_index(drop=True)
 
 
