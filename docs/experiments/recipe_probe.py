@@ -23,6 +23,8 @@ ap.add_argument("--store"); ap.add_argument("--truth"); ap.add_argument("--out")
 ap.add_argument("--steps", type=int, default=300); ap.add_argument("--threads", type=int, default=1)
 ap.add_argument("--set", nargs="*", default=[]); ap.add_argument("--random", action="store_true")
 ap.add_argument("--eval-landmarks", type=int, default=36); ap.add_argument("--eval-only", action="store_true")
+ap.add_argument("--momentum-encoder", action="store_true",
+                help="also probe the key (momentum) encoder of the final checkpoint (per-landmark BN)")
 a = ap.parse_args()
 torch.set_num_threads(a.threads)
 over = {}
@@ -50,12 +52,21 @@ else:
     exp = out / "export"
 train_s = time.time() - t0
 enc, _ = load_encoder(exp)
+encoders = {"lmbn": enc}
+if a.momentum_encoder and not a.random:
+    import copy
+    from drasclr.train.checkpoint import load_model_state
+    ck = json.loads((out / "result.json").read_text())["checkpoint"]
+    state = load_model_state(ck)["model"]
+    key = {k[len("key_encoder."):]: v.float() for k, v in state.items() if k.startswith("key_encoder.")}
+    enc_k = copy.deepcopy(enc); enc_k.load_state_dict(key); enc_k.eval()
+    encoders["mom_lmbn"] = enc_k
 # evaluation probe: all subjects x eval-landmarks fixed landmarks (seed 7)
 rng = np.random.default_rng(7)
 lms = np.sort(rng.choice(np.unique(truth.landmark), a.eval_landmarks, replace=False))
 rows = truth[truth.landmark.isin(lms) & truth.valid & (truth.lung_fraction >= 0.5)].sort_values(["landmark", "store_index"]).reset_index(drop=True)
 locs = np.asarray(store.landmarks_norm, dtype=np.float32)
-feats = {"eval": [], "lmbn": []}
+feats = {"eval": [], **{m: [] for m in encoders}}
 cpu = torch.device("cpu")
 lms = np.array([j for j in lms if (rows.landmark == j).sum() >= 2])
 rows = rows[rows.landmark.isin(lms)].reset_index(drop=True)
@@ -68,7 +79,8 @@ with torch.inference_mode():
                                              for i in range(0, len(hu), 128)]))
 for j in lms:  # BatchNorm statistics of this landmark's patches (FeaturesConfig.bn_stats: landmark)
     hu = store.read_landmark_batch(int(j), rows[rows.landmark == j].store_index.to_numpy())
-    feats["lmbn"].append(encode_patches_landmark_bn(enc, hu, locs[int(j)], cpu))
+    for m, e in encoders.items():
+        feats[m].append(encode_patches_landmark_bn(e, hu, locs[int(j)], cpu))
 res = {"name": out.name, "over": over, "steps": a.steps, "train_s": round(train_s, 1)}
 for mode, f in feats.items():
     X = np.concatenate(f)
