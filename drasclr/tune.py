@@ -116,13 +116,15 @@ def _param_space(space: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
     return out
 
 
-def _encoder_from_checkpoint(ckpt: Path, conditioning: str, experts: int) -> Any:
-    """The query encoder of a training checkpoint (for intermediate evaluations)."""
+def encoder_from_checkpoint(ckpt: Path, config: Any) -> Any:
+    """The query encoder of a training checkpoint (for intermediate evaluations), built as
+    ``config`` (a :class:`~drasclr.train.config.PretrainConfig`) trained it: conditioning,
+    experts and input map."""
     from drasclr.nn.encoder import DrasEncoder
     from drasclr.train.checkpoint import load_model_state
     from drasclr.train.export import encoder_state
 
-    enc = DrasEncoder(conditioning, experts=experts)
+    enc = DrasEncoder(config.conditioning, experts=config.experts, input_map=config.input_map)
     enc.load_state_dict(encoder_state(load_model_state(ckpt)["model"]))
     return enc.eval()
 
@@ -178,7 +180,7 @@ def _trial(params: dict[str, Any], *, sweep: dict[str, Any], stores: dict[str, s
         train_single_process(pcfg, store, out, stop_after=stop if stop < cfg.steps else None)
         ckpt = latest_checkpoint(out / SINGLE_CHECKPOINTS)
         assert ckpt is not None
-        enc = _encoder_from_checkpoint(ckpt, pcfg.conditioning, pcfg.experts)
+        enc = encoder_from_checkpoint(ckpt, pcfg)
         metrics = trial_metrics(enc, store, lab)
         status = trial_status(metrics.get(cfg.metric), cfg.metric)
         ray.tune.report({**metrics, "step": stop, "store": store_name, "trial_status": status})

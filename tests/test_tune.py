@@ -72,3 +72,29 @@ def test_non_finite_readout_is_nan_and_marks_the_trial_failed(monkeypatch: pytes
     assert trial_status(got["log_fev1pp_r2"], "log_fev1pp_r2").startswith("failed: ")
     assert trial_status(None, "log_fev1pp_r2").startswith("failed: ")
     assert trial_status(got["cle_score_accuracy"], "cle_score_accuracy") == "ok"
+
+
+def test_trial_encoder_is_built_as_it_was_trained(tiny_store: dict[str, Path],
+                                                  tmp_path: Path) -> None:
+    """A trial's intermediate evaluation rebuilds the encoder with the run's conditioning,
+    experts and input map, so it computes exactly what the exported encoder computes."""
+    import torch
+
+    from drasclr.train.checkpoint import latest_checkpoint
+    from drasclr.train.config import PretrainConfig
+    from drasclr.train.export import load_encoder
+    from drasclr.train.run import SINGLE_CHECKPOINTS, train_single_process
+    from drasclr.tune import encoder_from_checkpoint
+
+    cfg = PretrainConfig(steps=2, checkpoint_every=2, batch_size=4, queue_size=8, experts=2,
+                         threads_per_worker=1, input_map="parenchyma")
+    train_single_process(cfg, tiny_store["store"], tmp_path / "run")
+    ckpt = latest_checkpoint(tmp_path / "run" / SINGLE_CHECKPOINTS)
+    assert ckpt is not None
+    trial = encoder_from_checkpoint(ckpt, cfg)
+    exported, _ = load_encoder(tmp_path / "run")
+    assert trial.input_map == exported.input_map == "parenchyma"
+    x = torch.linspace(-1, 1, 2 * 32 ** 3).view(2, 1, 32, 32, 32)
+    loc = torch.zeros(3)
+    with torch.no_grad():
+        assert torch.allclose(trial(x, loc), exported(x, loc))
