@@ -4,7 +4,7 @@
 # is exported (an EMA of the query weights over ~1/(1-m) = 100 steps, which may smooth late-run
 # swings such as plain MoCo's training-probe dip in session 20's benchmark). Seeds 2 and 3, 700
 # steps, on a store never used by a benchmark. Usage: round26.sh RUN; eight runs at once, one
-# thread each. Rules: /work/notes/prereg21.md, quoted in docs/results.md.
+# thread each. Rules: docs/experiments/prereg21.md, quoted in docs/results.md.
 set -euo pipefail
 STEPS=${STEPS:-700}
 . "$(dirname "$0")/common.sh"

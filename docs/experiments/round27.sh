@@ -5,7 +5,7 @@
 # benchmark's DrasCLR (paired, neighbour head, tau 0.2, lr 0.03) with K = 32 on seeds 2-5, and
 # controls (K capped at N - B) on seeds 4 and 5; the seed 2 and 3 controls are round 26's
 # pairnh_lr0.03 runs (same store and training code). 700 steps; six runs at once, one thread
-# each. Usage: round27.sh RUN. Rule: /work/notes/prereg21.md, quoted in docs/results.md.
+# each. Usage: round27.sh RUN. Rule: docs/experiments/prereg21.md, quoted in docs/results.md.
 set -euo pipefail
 STEPS=${STEPS:-700}
 . "$(dirname "$0")/common.sh"
