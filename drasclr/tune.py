@@ -118,13 +118,13 @@ def _param_space(space: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
 
 def encoder_from_checkpoint(ckpt: Path, config: Any) -> Any:
     """The query encoder of a training checkpoint (for intermediate evaluations), built as
-    ``config`` (a :class:`~drasclr.train.config.PretrainConfig`) trained it: conditioning,
-    experts and input map."""
-    from drasclr.nn.encoder import DrasEncoder
+    ``config`` (a :class:`~drasclr.train.config.PretrainConfig`) trained it
+    (:func:`drasclr.train.config.new_encoder`)."""
     from drasclr.train.checkpoint import load_model_state
+    from drasclr.train.config import new_encoder
     from drasclr.train.export import encoder_state
 
-    enc = DrasEncoder(config.conditioning, experts=config.experts, input_map=config.input_map)
+    enc = new_encoder(config)
     enc.load_state_dict(encoder_state(load_model_state(ckpt)["model"]))
     return enc.eval()
 

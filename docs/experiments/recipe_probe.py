@@ -56,10 +56,10 @@ encoders = {"lmbn": enc}
 if a.momentum_encoder and not a.random:
     import copy
     from drasclr.train.checkpoint import load_model_state
+    from drasclr.train.export import encoder_state
     ck = json.loads((out / "result.json").read_text())["checkpoint"]
-    state = load_model_state(ck)["model"]
-    key = {k[len("key_encoder."):]: v.float() for k, v in state.items() if k.startswith("key_encoder.")}
-    enc_k = copy.deepcopy(enc); enc_k.load_state_dict(key); enc_k.eval()
+    enc_k = copy.deepcopy(enc)
+    enc_k.load_state_dict(encoder_state(load_model_state(ck)["model"], "key_encoder.")); enc_k.eval()
     encoders["mom_lmbn"] = enc_k
 # evaluation probe: all subjects x eval-landmarks fixed landmarks (seed 7)
 rng = np.random.default_rng(7)

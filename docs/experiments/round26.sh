@@ -8,13 +8,11 @@
 set -euo pipefail
 STEPS=${STEPS:-700}
 . "$(dirname "$0")/common.sh"
-PAIR="batch_size=16 neighbours=1 neighbour_local_weight=1.0 queue_size=4096 neighbour_head=true temperature=0.2"
-MOCO="model=\"moco\" conditioning=\"none\" neighbours=0 queue_size=4096 temperature=0.5"
 R=$1; E=$R/recipe_round26; mkdir -p "$E"
 for s in 2 3; do
   for lr in 0.03 0.01; do
-    run pairnh_lr${lr}_s$s --momentum-encoder --set probe_every=$STEPS seed=$s lr=$lr $PAIR &
-    run moco_lr${lr}_s$s --momentum-encoder --set probe_every=$STEPS seed=$s lr=$lr $MOCO &
+    run pairnh_lr${lr}_s$s --momentum-encoder --set probe_every=$STEPS seed=$s $BENCH_DRASCLR lr=$lr &
+    run moco_lr${lr}_s$s --momentum-encoder --set probe_every=$STEPS seed=$s $BENCH_MOCO lr=$lr &
   done
 done
 wait

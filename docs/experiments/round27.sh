@@ -9,12 +9,11 @@
 set -euo pipefail
 STEPS=${STEPS:-700}
 . "$(dirname "$0")/common.sh"
-PAIR="batch_size=16 neighbours=1 neighbour_local_weight=1.0 neighbour_head=true temperature=0.2 lr=0.03"
 R=$1; E=$R/recipe_round27; mkdir -p "$E"
 for s in 2 3 4 5; do
-  run pairnh_k32_s$s --set probe_every=$STEPS seed=$s queue_size=32 $PAIR &
+  run pairnh_k32_s$s --set probe_every=$STEPS seed=$s $BENCH_DRASCLR queue_size=32 &
 done
 for s in 4 5; do
-  run pairnh_k4096_s$s --set probe_every=$STEPS seed=$s queue_size=4096 $PAIR &
+  run pairnh_k4096_s$s --set probe_every=$STEPS seed=$s $BENCH_DRASCLR &
 done
 wait

@@ -6,9 +6,8 @@
 set -euo pipefail
 STEPS=${STEPS:-700}
 . "$(dirname "$0")/common.sh"
-MOCO="model=\"moco\" conditioning=\"none\" neighbours=0 queue_size=4096 temperature=0.5"
 R=$1; E=$R/recipe_round27b; mkdir -p "$E"
 for s in 4 5; do
-  run moco_s$s --set probe_every=$STEPS seed=$s $MOCO &
+  run moco_s$s --set probe_every=$STEPS seed=$s $BENCH_MOCO &
 done
 wait

@@ -8,11 +8,9 @@
 set -euo pipefail
 STEPS=${STEPS:-700}
 . "$(dirname "$0")/common.sh"
-PAIR="batch_size=16 neighbours=1 neighbour_local_weight=1.0 queue_size=4096 neighbour_head=true temperature=0.2"
-MOCO="model=\"moco\" conditioning=\"none\" neighbours=0 queue_size=4096 temperature=0.5"
 R=$1; E=$R/recipe_round28; mkdir -p "$E"
 for s in 2 3; do
-  run pairnh_t2_s$s --set probe_every=$STEPS seed=$s translate_vox=2 $PAIR &
-  run moco_t2_s$s --set probe_every=$STEPS seed=$s translate_vox=2 $MOCO &
+  run pairnh_t2_s$s --set probe_every=$STEPS seed=$s $BENCH_DRASCLR translate_vox=2 &
+  run moco_t2_s$s --set probe_every=$STEPS seed=$s $BENCH_MOCO translate_vox=2 &
 done
 wait

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 from drasclr.config import StageConfig, check
 from drasclr.imaging.intensity import INPUT_MAPS
 from drasclr.moco.model import NEIGHBOUR_REDUCTIONS, NEIGHBOUR_SOURCES
-from drasclr.nn.encoder import CONDITIONINGS
+from drasclr.nn.encoder import CONDITIONINGS, DrasEncoder
 
 if TYPE_CHECKING:
     import numpy as np
@@ -344,3 +344,12 @@ class PretrainConfig(StageConfig):
     def prefills_queues(self) -> bool:
         """Whether a fresh run pre-fills its queues (see ``prefill_queue``)."""
         return self.prefill_queue and (self.model == "moco" or self.neighbour_bank)
+
+
+def new_encoder(config: PretrainConfig) -> DrasEncoder:
+    """A fresh encoder with ``config``'s architecture: conditioning, experts and input map.
+
+    Every place that builds the encoder a run trains (the model, the untrained baseline's
+    export, a sweep trial's evaluation) builds it here, so none can miss a setting.
+    """
+    return DrasEncoder(config.conditioning, experts=config.experts, input_map=config.input_map)

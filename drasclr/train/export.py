@@ -27,7 +27,7 @@ from drasclr.fsutil import atomic_path, atomic_write_text
 from drasclr.nn.encoder import REPRESENTATION_DIM, DrasEncoder
 from drasclr.store.reader import PatchStore
 from drasclr.train.checkpoint import load_model_state, read_meta
-from drasclr.train.config import PretrainConfig
+from drasclr.train.config import PretrainConfig, new_encoder
 
 EXPORT_DIR = "export"
 WEIGHTS_FILE = "encoder.safetensors"
@@ -41,15 +41,18 @@ class ExportError(RuntimeError):
     """An export folder is missing, incomplete or unreadable."""
 
 
-def encoder_state(model_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The query encoder's tensors (``encoder.*`` keys of a DrasCLR state dict, prefix removed)."""
+def encoder_state(
+    model_state: dict[str, torch.Tensor], prefix: str = "encoder."
+) -> dict[str, torch.Tensor]:
+    """One encoder's tensors from a DrasCLR state dict, ``prefix`` removed: the query encoder's
+    (``encoder.``, the default) or the key encoder's (``key_encoder.``)."""
     out = {
-        k[len("encoder."):]: v.detach().to("cpu", torch.float32).contiguous()
+        k[len(prefix):]: v.detach().to("cpu", torch.float32).contiguous()
         for k, v in model_state.items()
-        if k.startswith("encoder.")
+        if k.startswith(prefix)
     }
     if not out:
-        raise ExportError("the model state holds no 'encoder.*' tensors")
+        raise ExportError(f"the model state holds no '{prefix}*' tensors")
     return out
 
 
@@ -90,8 +93,7 @@ def export_initial_encoder(
     """
     store = store if isinstance(store, PatchStore) else PatchStore(store)
     torch.manual_seed(config.seed)  # the same draw as drasclr.train.loop.build_model
-    encoder = DrasEncoder(config.conditioning, experts=config.experts,
-                          input_map=config.input_map)
+    encoder = new_encoder(config)
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous()
                for k, v in encoder.state_dict().items()}
     return _write_export(tensors, config, store, out_dir, {}, 0, 0, 1)

@@ -37,7 +37,7 @@ from drasclr.imaging.intensity import hu_to_input
 from drasclr.moco.losses import neighbour_weight_at
 from drasclr.moco.memory_bank import MemoryBank
 from drasclr.moco.model import DrasCLR, PlainMoCo
-from drasclr.nn.encoder import DrasEncoder, ProjectionHead
+from drasclr.nn.encoder import ProjectionHead
 from drasclr.store.reader import PatchStore
 from drasclr.train.checkpoint import (
     CheckpointError,
@@ -46,7 +46,7 @@ from drasclr.train.checkpoint import (
     save_model_state,
     save_rank_state,
 )
-from drasclr.train.config import PretrainConfig
+from drasclr.train.config import PretrainConfig, new_encoder
 from drasclr.train.loader import LandmarkBatch, LandmarkBatchSampler, PatchLoader
 
 METRICS_FILE = "metrics.jsonl"
@@ -108,8 +108,7 @@ def build_model(
     applies the queue-size rule of :meth:`PretrainConfig.effective_queue_size`.
     """
     torch.manual_seed(config.seed)  # identical initial weights on every rank
-    encoder = DrasEncoder(config.conditioning, experts=config.experts,
-                          input_map=config.input_map)
+    encoder = new_encoder(config)
     head = ProjectionHead(encoder.out_dim, 128, config.dim)
     size = (config.effective_queue_size(num_subjects) if num_subjects is not None
             else config.queue_size)
