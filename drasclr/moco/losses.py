@@ -153,6 +153,40 @@ def bank_neighbour_logits(
 
 
 @torch.no_grad()
+def nearest_key_columns(keys: Tensor, logits: Tensor, candidates: Tensor) -> Tensor:
+    """Column of each row's nearest usable negative key, by key-to-key cosine.
+
+    The positive key ``k+_b`` of row b is compared with the negatives the row may use (the
+    columns of ``logits`` after the positive that are not ``-inf``): both come from the key
+    encoder, so the choice does not depend on the query being trained.
+
+    Args:
+        keys: (A, D) the rows' positive keys.
+        logits: (A, 1 + M) contrast logits, column 0 the positive, ``-inf`` unusable.
+        candidates: (M, D) the keys behind columns 1..M (in-batch keys, then the queue).
+
+    Returns:
+        (A,) long: the logits column (1..M) of the nearest usable key, or 0 where a row has
+        no usable negative.
+    """
+    usable = torch.isfinite(logits[:, 1:])
+    sims = (keys @ candidates.to(keys.dtype).t()).masked_fill(~usable, float("-inf"))
+    col = sims.argmax(dim=1) + 1
+    return torch.where(usable.any(dim=1), col, torch.zeros_like(col))
+
+
+def soft_positive_info_nce(logits: Tensor, nearest: Tensor, weight: float) -> Tensor:
+    """InfoNCE whose target puts ``1 - weight`` on the own positive (column 0) and ``weight``
+    on column ``nearest`` (another subject's key): ``-(1-w) log p_0 - w log p_nn``, mean over
+    rows. A row whose ``nearest`` is 0 keeps the plain target; ``weight`` 0 is :func:`info_nce`.
+    """
+    logp = F.log_softmax(logits, dim=1)
+    own = logp[:, 0]
+    other = logp.gather(1, nearest.view(-1, 1)).squeeze(1)
+    return -((1.0 - weight) * own + weight * other).mean()
+
+
+@torch.no_grad()
 def contrast_top1(logits: Tensor) -> Tensor:
     """Fraction (0-1) of rows whose largest logit is the positive (column 0)."""
     return (logits.argmax(dim=1) == 0).to(logits.dtype).mean()

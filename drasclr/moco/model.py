@@ -27,7 +27,9 @@ from drasclr.moco.losses import (
     contrast_logits_real,
     contrast_top1,
     info_nce,
+    nearest_key_columns,
     neighbour_contrastive_loss,
+    soft_positive_info_nce,
 )
 from drasclr.moco.memory_bank import EMPTY, MemoryBank
 from drasclr.moco.momentum import MOMENTUM, deactivate_requires_grad, update_momentum
@@ -79,6 +81,11 @@ class DrasCLR(nn.Module):
             anchor ``x_ij`` must pick its subject's key at each ``j'`` among ``j'``'s negatives,
             through the same head. Both directions read embeddings and keys the step computes
             anyway; ``L_ngb`` is their mean, so beta weighs it as before.
+        nn_positive_weight: w of the local contrast's soft target: ``1 - w`` on the own
+            positive key, ``w`` on the usable negative key nearest to it (another subject's;
+            for DrasCLR at the same landmark), :func:`drasclr.moco.losses.soft_positive_info_nce`.
+            0 (default): the paper's one-hot target. Needs real negatives (``mask_queue`` or
+            ``batch_negatives``).
     """
 
     def __init__(
@@ -99,8 +106,14 @@ class DrasCLR(nn.Module):
         neighbour_reduce: str = "sum",
         neighbour_head: ProjectionHead | None = None,
         neighbour_symmetric: bool = False,
+        nn_positive_weight: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= nn_positive_weight < 1.0:
+            raise ValueError(f"nn_positive_weight must be in [0, 1), got {nn_positive_weight}")
+        if nn_positive_weight > 0 and not (mask_queue or batch_negatives):
+            raise ValueError("nn_positive_weight needs real negatives: mask_queue or "
+                             "batch_negatives")
         if neighbour_source not in NEIGHBOUR_SOURCES:
             raise ValueError(f"neighbour_source must be one of {NEIGHBOUR_SOURCES}, "
                              f"got {neighbour_source!r}")
@@ -133,6 +146,7 @@ class DrasCLR(nn.Module):
         self.neighbour_reduce = neighbour_reduce
         self.neighbour_head = neighbour_head
         self.neighbour_symmetric = neighbour_symmetric
+        self.nn_positive_weight = nn_positive_weight
         # Per-worker state that DDP must neither verify nor broadcast from rank 0.
         self._ddp_params_and_buffers_to_ignore = [
             f"memory_bank.{name}" for name, _ in memory_bank.named_buffers()
@@ -261,6 +275,18 @@ class DrasCLR(nn.Module):
             n_neg = n_neg + (q.shape[0] - 1)
         return logits, n_neg, batch_keys, negatives, valid
 
+    def _local_loss(
+        self, logits: Tensor, keys: Tensor, batch_keys: Tensor | None, negatives: Tensor,
+    ) -> Tensor:
+        """The local contrast's InfoNCE of :meth:`_local`'s ``logits``: one-hot on the own
+        positive, or with ``nn_positive_weight`` the soft target that shares it with the
+        nearest usable negative key."""
+        if self.nn_positive_weight == 0.0:
+            return info_nce(logits)
+        cands = negatives if batch_keys is None else torch.cat([batch_keys, negatives])
+        nearest = nearest_key_columns(keys[: logits.shape[0]], logits, cands)
+        return soft_positive_info_nce(logits, nearest, self.nn_positive_weight)
+
     def forward(
         self,
         query: Tensor,
@@ -360,7 +386,7 @@ class DrasCLR(nn.Module):
             ).view(r.shape[0], r.shape[1], -1)
 
         logits, n_neg, batch_keys, negatives, valid = self._local(q, keys, landmark, subjects)
-        local_loss = info_nce(logits)
+        local_loss = self._local_loss(logits, keys, batch_keys, negatives)
         if r is not None and neighbour_weight != 0.0:  # neighbour rows: the first r.shape[0]
             r_n = r if r_ngb is None else r_ngb
             a = r_n.shape[0]
@@ -377,9 +403,10 @@ class DrasCLR(nn.Module):
         if ngb_local:
             assert r is not None and nkeys is not None and neighbour_landmarks is not None
             for i, lm in enumerate(neighbour_landmarks):
-                n_logits = self._local(r[:, i], nkeys[:, i], int(lm), subjects,
-                                       must_own=False)[0]
-                loss = loss + neighbour_local_weight * info_nce(n_logits)
+                n_logits, _, n_batch, n_neg_keys, _ = self._local(
+                    r[:, i], nkeys[:, i], int(lm), subjects, must_own=False)
+                loss = loss + neighbour_local_weight * self._local_loss(
+                    n_logits, nkeys[:, i], n_batch, n_neg_keys)
             if self.neighbour_symmetric and neighbour_loss is not None:
                 neighbour_loss = 0.5 * (neighbour_loss + self._reverse_neighbour_loss(
                     h_q, nkeys, neighbour_landmarks, subjects))

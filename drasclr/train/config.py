@@ -68,6 +68,14 @@ class PretrainConfig(StageConfig):
             pick its subject's key at ``j'`` among ``j'``'s negatives; ``L_ngb`` is the mean of
             the two. The second direction reuses the step's embeddings and keys (one head pass
             on the anchors), so it doubles the neighbour contrast's samples at no encoder cost.
+        nn_positive_weight: w of the local contrast's soft target (0 = the paper's one-hot
+            target): ``1 - w`` on the query's own positive key and ``w`` on the usable
+            negative key nearest to that key (cosine between keys), so a subject's patch is
+            also drawn toward the most similar other subject's patch, at the same landmark for
+            DrasCLR (in the global queue for plain MoCo). What separates two subjects' patches
+            at one landmark is then less their individual layout and more what a group of
+            similar patches shares, such as their density. Needs ``mask_queue`` or
+            ``batch_negatives`` (real negatives).
         neighbour_min_mm: neighbours are the nearest landmarks at least this far from the
             anchor's (0: the store's table, the nearest). On the atlas grid (26 mm) a nearest
             neighbour's 32 mm patch shares a 6 mm slab, 19 % of its voxels, with the anchor's,
@@ -171,6 +179,7 @@ class PretrainConfig(StageConfig):
     neighbour_reduce: str = "sum"
     neighbour_head: bool = False
     neighbour_symmetric: bool = False
+    nn_positive_weight: float = 0.0
     neighbour_min_mm: float = 0.0
     warmup_epochs: int = 0
     warmup_steps: int = 0
@@ -256,6 +265,10 @@ class PretrainConfig(StageConfig):
               "the reverse neighbour contrast reads the neighbour patches' keys: needs model "
               "'drasclr', neighbour_source 'patches' and neighbour_local_weight > 0")
         check(self.neighbour_min_mm >= 0, s, "neighbour_min_mm", "must be >= 0")
+        check(0 <= self.nn_positive_weight < 1, s, "nn_positive_weight", "must be in [0, 1)")
+        check(self.nn_positive_weight == 0 or self.mask_queue or (
+            self.batch_negatives and self.model == "drasclr"), s, "nn_positive_weight",
+              "needs real negatives: mask_queue, or batch_negatives with model 'drasclr'")
         check(self.queue_negatives or (self.batch_negatives and self.model == "drasclr"), s,
               "queue_negatives", "off needs the in-batch negatives of DrasCLR "
               "(model: drasclr, batch_negatives: true)")

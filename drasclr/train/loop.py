@@ -112,7 +112,8 @@ def build_model(
     head = ProjectionHead(encoder.out_dim, 128, config.dim)
     size = (config.effective_queue_size(num_subjects) if num_subjects is not None
             else config.queue_size)
-    flags = {"mask_queue": config.mask_queue, "bn_groups": config.bn_groups}
+    flags = {"mask_queue": config.mask_queue, "bn_groups": config.bn_groups,
+             "nn_positive_weight": config.nn_positive_weight}
     if config.model == "moco":
         bank = MemoryBank((0,), size=size, dim=config.dim, seed=config.seed)
         return PlainMoCo(

@@ -355,6 +355,82 @@ def test_in_batch_negatives_and_own_subject_masking_match_the_formula() -> None:
     assert out2["negatives"].item() == pytest.approx(3 + usable.sum() / 4)
 
 
+def _soft_nn_loss(q: np.ndarray, k: np.ndarray, queue: np.ndarray, usable: np.ndarray,
+                  tau: float, w: float) -> float:
+    """``-(1-w) log p_own - w log p_nn``: nn = the usable negative key (other rows' keys, then
+    usable queue keys) with the largest dot product with the row's own key (direct sums)."""
+    total = 0.0
+    for b in range(len(q)):
+        cands = [k[c] for c in range(len(q)) if c != b]
+        cands += [queue[n] for n in range(len(queue)) if usable[b, n]]
+        nn = max(cands, key=lambda c: _dot(k[b], c))
+        den = math.exp(_dot(q[b], k[b]) / tau) + sum(math.exp(_dot(q[b], c) / tau)
+                                                      for c in cands)
+        total += -((1 - w) * (_dot(q[b], k[b]) / tau - math.log(den))
+                   + w * (_dot(q[b], nn) / tau - math.log(den)))
+    return total / len(q)
+
+
+def test_nearest_key_soft_positive_matches_the_formula() -> None:
+    """``nn_positive_weight`` w: the local target is 1 - w on the own key and w on the usable
+    negative key nearest to it (by key-key cosine; never a masked key of the own subject);
+    w = 0 is the paper's loss, top-1 and the keys are unchanged."""
+    torch.manual_seed(0)
+    # train mode: batch statistics spread the untrained encoder's embeddings apart
+    model = DrasCLR.build(landmarks=[4], queue_size=6, seed=0).train()
+    model.batch_negatives, model.mask_queue = True, True
+    data = _batch(b=4)
+    subjects = torch.tensor([10, 11, 12, 13])
+    kw = {"landmark": 4, "neighbour_weight": 0.0, "update_key_encoder": False,
+          "subjects": subjects}
+    base = model(**data, **kw)
+    k = base["keys"]
+    # the queue holds a copy of row 1's key: nearest to row 1 but its own subject (masked),
+    # and a near copy of row 0's key under subject 20 (row 0's nearest usable key)
+    near0 = F.normalize(k[0] + 0.01 * torch.randn(128), dim=0)
+    model.enqueue(4, torch.stack([k[1], near0]), torch.tensor([11, 20]))
+    plain = model(**data, **kw)
+    model.nn_positive_weight = 0.3
+    soft = model(**data, **kw)
+    q, kk = soft["q"].double().numpy(), soft["keys"].double().numpy()
+    queue = model.memory_bank.negatives(4).double().numpy()
+    ids = model.memory_bank.negative_subjects(4).numpy()
+    usable = (ids[None] >= 0) & (ids[None] != subjects.numpy()[:, None])
+    assert soft["local_loss"].item() == pytest.approx(
+        _soft_nn_loss(q, kk, queue, usable, 0.2, 0.3), rel=1e-4)
+    assert plain["local_loss"].item() == pytest.approx(
+        _soft_nn_loss(q, kk, queue, usable, 0.2, 0.0), rel=1e-4)
+    assert soft["local_loss"].item() != pytest.approx(plain["local_loss"].item(), rel=1e-3)
+    torch.testing.assert_close(soft["top1"], plain["top1"])
+    # the function itself: row 0's nearest column is the near copy, row 1 never its own key
+    from drasclr.moco.losses import contrast_logits_real, nearest_key_columns
+    qt, kt = soft["q"], soft["keys"]
+    negs = model.memory_bank.negatives(4)
+    logits = contrast_logits_real(qt, kt, kt, negs, torch.as_tensor(usable), 0.2)
+    cols = nearest_key_columns(kt, logits, torch.cat([kt, negs]))
+    slot = int(np.flatnonzero(ids == 20)[0])
+    assert int(cols[0]) == 1 + 4 + slot
+    assert int(cols[1]) != 1 + 4 + int(np.flatnonzero(ids == 11)[0])
+    assert all(c != 1 + b for b, c in enumerate(cols.tolist()))  # never the own batch column
+
+
+def test_nearest_key_soft_positive_is_checked() -> None:
+    """The weight's range, and the real negatives it needs, are named errors."""
+    from drasclr.config import ConfigError
+    from drasclr.train.config import PretrainConfig
+
+    PretrainConfig(nn_positive_weight=0.5)
+    PretrainConfig(model="moco", conditioning="none", nn_positive_weight=0.5)
+    with pytest.raises(ConfigError, match="nn_positive_weight"):
+        PretrainConfig(nn_positive_weight=1.0)
+    with pytest.raises(ConfigError, match="nn_positive_weight"):
+        PretrainConfig(nn_positive_weight=0.5, mask_queue=False, batch_negatives=False)
+    with pytest.raises(ValueError, match="real negatives"):
+        DrasCLR.build(landmarks=[1]).__class__(
+            DrasCLR.build(landmarks=[1]).encoder, DrasCLR.build(landmarks=[1]).head,
+            MemoryBank([1]), nn_positive_weight=0.5)
+
+
 def test_ghost_batchnorm_groups_change_statistics_not_shapes() -> None:
     torch.manual_seed(0)
     model = DrasCLR.build(landmarks=[0], queue_size=8, seed=0).train()
