@@ -125,6 +125,10 @@ class ScienceConfig(StageConfig):
             the paper's; tau 0.5 was not better in round 25, docs/results.md).
         moco_temperature: tau of plain MoCo's loss (0.5: better than 0.2 on both seeds of
             round 25's screen, by the rule set before it, the same rule as DrasCLR's).
+        drasclr_nn_positive_weight: w of DrasCLR's (and its ablation's) local soft target, the
+            share moved from the own key to the nearest other subject's key at the landmark
+            (:attr:`drasclr.train.config.PretrainConfig.nn_positive_weight`; round 29).
+        moco_nn_positive_weight: the same for plain MoCo (nearest key in its global queue).
         queue_size: K (capped by the cohort for per-landmark queues).
         threads: torch threads for pretraining and extraction.
         bn_stats: BatchNorm statistics at feature extraction (``running`` or ``landmark``;
@@ -166,6 +170,8 @@ class ScienceConfig(StageConfig):
     momentum: float = 0.99
     drasclr_temperature: float = 0.2
     moco_temperature: float = 0.5
+    drasclr_nn_positive_weight: float = 0.0
+    moco_nn_positive_weight: float = 0.0
     queue_size: int = 4096
     threads: int = 2
     bn_stats: str = "landmark"
@@ -189,6 +195,8 @@ class ScienceConfig(StageConfig):
         check(self.budget_minutes > 0, s, "budget_minutes", "must be > 0")
         check(self.drasclr_temperature > 0, s, "drasclr_temperature", "must be > 0")
         check(self.moco_temperature > 0, s, "moco_temperature", "must be > 0")
+        for f in ("drasclr_nn_positive_weight", "moco_nn_positive_weight"):
+            check(0 <= getattr(self, f) < 1, s, f, "must be in [0, 1)")
         check(self.deadline_minutes >= 0, s, "deadline_minutes", "must be >= 0 (0: none)")
         check(self.budget_mode in BUDGET_MODES, s, "budget_mode", f"one of {list(BUDGET_MODES)}")
         check(self.budget_mode == "calibrated" or self.neighbour_warmup_share == 0, s,
@@ -429,7 +437,9 @@ def method_config(cfg: ScienceConfig, name: str, seed: int, probe_file: Path) ->
         threads_per_worker=cfg.threads, probe_every=cfg.probe_every,
         probe_file=str(probe_file) if cfg.probe_every else "", run_name=slug(name),
         input_map=cfg.input_map,
-        temperature=cfg.moco_temperature if over["model"] == "moco" else cfg.drasclr_temperature)
+        temperature=cfg.moco_temperature if over["model"] == "moco" else cfg.drasclr_temperature,
+        nn_positive_weight=(cfg.moco_nn_positive_weight if over["model"] == "moco"
+                            else cfg.drasclr_nn_positive_weight))
     return PretrainConfig(**{**base, **over})
 
 
@@ -928,6 +938,8 @@ def run_from_args(args: argparse.Namespace, say: Any = _silent) -> dict[str, Any
                         drasclr_recipe=args.drasclr_recipe, budget_mode=args.budget_mode,
                         drasclr_temperature=args.drasclr_temperature,
                         moco_temperature=args.moco_temperature,
+                        drasclr_nn_positive_weight=args.drasclr_nn_positive_weight,
+                        moco_nn_positive_weight=args.moco_nn_positive_weight,
                         **({"neighbour_warmup_share": args.neighbour_warmup_share}
                            if args.neighbour_warmup_share is not None else {}))
     return run_science(args.out, cfg, progress=not args.quiet, say=say)
@@ -966,6 +978,13 @@ def register(sub: Any) -> None:
                    help="tau of DrasCLR's losses (its ablation's too)")
     p.add_argument("--moco-temperature", type=float, default=ScienceConfig.moco_temperature,
                    help="tau of plain MoCo's loss")
+    p.add_argument("--drasclr-nn-positive-weight", type=float,
+                   default=ScienceConfig.drasclr_nn_positive_weight,
+                   help="share of DrasCLR's local target on the nearest other subject's key "
+                        "(its ablation's too)")
+    p.add_argument("--moco-nn-positive-weight", type=float,
+                   default=ScienceConfig.moco_nn_positive_weight,
+                   help="share of plain MoCo's target on the nearest other subject's key")
     p.add_argument("--budget-mode", choices=BUDGET_MODES, default="time",
                    help="time: every run trains until its budget is spent (equal time); "
                         "calibrated: step counts from a step-time calibration")

@@ -161,6 +161,12 @@ def _write_export(
     return target
 
 
+def _soft_target(cfg: dict[str, Any]) -> str:
+    """The model card's words for a local soft target (empty for the paper's one-hot one)."""
+    w = float(cfg.get("nn_positive_weight", 0.0))
+    return f", local target {1 - w:g} own key / {w:g} nearest other key" if w else ""
+
+
 def _neighbour_distance(cfg: dict[str, Any]) -> str:
     """The model card's note on ``neighbour_min_mm`` (empty for the nearest neighbours)."""
     far = float(cfg.get("neighbour_min_mm", 0.0))
@@ -207,7 +213,8 @@ def model_card(enc_cfg: dict[str, Any]) -> str:
         f"{', both ways' if cfg.get('neighbour_symmetric', False) else ''}"
         f"{_neighbour_distance(cfg)}), "
         "queue negatives "
-        f"{'on' if cfg.get('queue_negatives', True) else 'off'}"),
+        f"{'on' if cfg.get('queue_negatives', True) else 'off'}"
+        f"{_soft_target(cfg)}"),
         f"- seed {cfg['seed']}; config fingerprint `{tr['config_fingerprint']}`",
         "",
         "## Final metrics (last logging window)",

@@ -167,6 +167,30 @@ def test_each_method_gets_its_own_temperature(tmp_path: Path,
         0.4, ScienceConfig.moco_temperature)
 
 
+def test_each_method_gets_its_own_nearest_key_weight(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """DrasCLR and its ablation share one soft-target weight, plain MoCo has its own; the
+    command passes both through."""
+    from drasclr.bench import science
+    from drasclr.bench.science import method_config
+    from drasclr.cli import build_parser
+
+    cfg = ScienceConfig(drasclr_nn_positive_weight=0.5, moco_nn_positive_weight=0.25)
+    ws = {n: method_config(cfg, n, 0, tmp_path / "p.npz") for n in SCIENCE_METHODS}
+    assert ws.pop("random encoder") is None
+    assert {n: pc.nn_positive_weight for n, pc in ws.items()} == {
+        "DrasCLR": 0.5, "DrasCLR (no neighbour loss)": 0.5, "plain MoCo": 0.25}
+    with pytest.raises(ConfigError, match="moco_nn_positive_weight"):
+        ScienceConfig(moco_nn_positive_weight=1.0)
+    seen = {}
+    monkeypatch.setattr(science, "run_science", lambda out, cfg, **kw: seen.setdefault("cfg", cfg))
+    args = build_parser().parse_args(["bench", "science", "--out", str(tmp_path),
+                                      "--moco-nn-positive-weight", "0.3"])
+    science.run_from_args(args)
+    assert (seen["cfg"].drasclr_nn_positive_weight, seen["cfg"].moco_nn_positive_weight) == (
+        ScienceConfig.drasclr_nn_positive_weight, 0.3)
+
+
 def test_drasclr_recipes_spend_a_step_as_stated(tmp_path: Path) -> None:
     """``paired`` encodes B query patches a step (B / 2 anchors + their neighbour, which is
     also a local query), as its ablation does (the same batches, neighbour loss off);
