@@ -425,10 +425,9 @@ def test_nearest_key_soft_positive_is_checked() -> None:
         PretrainConfig(nn_positive_weight=1.0)
     with pytest.raises(ConfigError, match="nn_positive_weight"):
         PretrainConfig(nn_positive_weight=0.5, mask_queue=False, batch_negatives=False)
+    m = DrasCLR.build(landmarks=[1])  # the published formulation: neither mask nor batch keys
     with pytest.raises(ValueError, match="real negatives"):
-        DrasCLR.build(landmarks=[1]).__class__(
-            DrasCLR.build(landmarks=[1]).encoder, DrasCLR.build(landmarks=[1]).head,
-            MemoryBank([1]), nn_positive_weight=0.5)
+        DrasCLR(m.encoder, m.head, MemoryBank([1]), nn_positive_weight=0.5)
 
 
 def test_ghost_batchnorm_groups_change_statistics_not_shapes() -> None:
