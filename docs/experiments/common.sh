@@ -9,3 +9,12 @@ run() { python "$H" --store "$R/store" --truth "$R/patch_truth.parquet" --out "$
 # on the same command line overrides one of them.
 BENCH_DRASCLR="batch_size=16 neighbours=1 neighbour_local_weight=1.0 queue_size=4096 neighbour_head=true temperature=0.2"
 BENCH_MOCO="model=\"moco\" conditioning=\"none\" neighbours=0 queue_size=4096 temperature=0.5"
+# both TAG "SEEDS" KEY=VALUE...: the benchmark's two arms with the same overrides, one run each
+# per seed, in the background (pairnh_TAG_sS and moco_TAG_sS); the caller waits.
+both() {
+  local tag=$1 seeds=$2 s; shift 2
+  for s in $seeds; do
+    run "pairnh_${tag}_s$s" --set probe_every="$STEPS" seed="$s" $BENCH_DRASCLR "$@" &
+    run "moco_${tag}_s$s" --set probe_every="$STEPS" seed="$s" $BENCH_MOCO "$@" &
+  done
+}

@@ -9,8 +9,5 @@ set -euo pipefail
 STEPS=${STEPS:-700}
 . "$(dirname "$0")/common.sh"
 R=$1; E=$R/recipe_round28; mkdir -p "$E"
-for s in 2 3; do
-  run pairnh_t2_s$s --set probe_every=$STEPS seed=$s $BENCH_DRASCLR translate_vox=2 &
-  run moco_t2_s$s --set probe_every=$STEPS seed=$s $BENCH_MOCO translate_vox=2 &
-done
+both t2 "2 3" translate_vox=2
 wait

@@ -14,8 +14,5 @@ set -euo pipefail
 STEPS=${STEPS:-700}
 . "$(dirname "$0")/common.sh"
 R=$1; E=$R/recipe_round29; mkdir -p "$E"
-for s in 2 3 4 5; do
-  run pairnh_nn05_s$s --set probe_every=$STEPS seed=$s $BENCH_DRASCLR nn_positive_weight=0.5 &
-  run moco_nn05_s$s --set probe_every=$STEPS seed=$s $BENCH_MOCO nn_positive_weight=0.5 &
-done
+both nn05 "2 3 4 5" nn_positive_weight=0.5
 wait

@@ -14,8 +14,5 @@ set -euo pipefail
 STEPS=${STEPS:-700}
 . "$(dirname "$0")/common.sh"
 R=$1; E=$R/recipe_round30; mkdir -p "$E"
-for s in 2 3; do
-  run pairnh_gbn2_s$s --set probe_every=$STEPS seed=$s $BENCH_DRASCLR bn_groups=2 &
-  run moco_gbn2_s$s --set probe_every=$STEPS seed=$s $BENCH_MOCO bn_groups=2 &
-done
+both gbn2 "2 3" bn_groups=2
 wait

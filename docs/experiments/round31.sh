@@ -11,10 +11,5 @@ set -euo pipefail
 STEPS=${STEPS:-700}
 . "$(dirname "$0")/common.sh"
 R=$1; E=$R/recipe_round31; mkdir -p "$E"
-for s in 2 3; do
-  for m in 0.999 0.95; do
-    run pairnh_m${m}_s$s --set probe_every=$STEPS seed=$s $BENCH_DRASCLR momentum=$m &
-    run moco_m${m}_s$s --set probe_every=$STEPS seed=$s $BENCH_MOCO momentum=$m &
-  done
-done
+for m in 0.999 0.95; do both "m$m" "2 3" momentum=$m; done
 wait
