@@ -143,33 +143,44 @@ def test_every_method_gets_the_input_map(tmp_path: Path) -> None:
         assert pc is None or pc.input_map == "parenchyma"
 
 
-def test_each_method_gets_its_own_temperature_and_nearest_key_weight(
+def test_each_method_gets_its_own_momentum_temperature_and_nearest_key_weight(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """DrasCLR and its ablation share a temperature and a soft-target weight, plain MoCo has
-    its own of each; the command passes them through."""
+    """DrasCLR and its ablation share a key-encoder momentum, a temperature and a soft-target
+    weight, plain MoCo has its own of each; the defaults are round 31's (DrasCLR 0.95, MoCo
+    0.99); the command passes them through."""
     from drasclr.bench import science
     from drasclr.bench.science import method_config
     from drasclr.cli import build_parser
 
-    cfg = ScienceConfig(drasclr_temperature=0.5, moco_temperature=0.3,
-                        drasclr_nn_positive_weight=0.5, moco_nn_positive_weight=0.25)
-    pcs = {n: method_config(cfg, n, 0, tmp_path / "p.npz") for n in SCIENCE_METHODS}
-    assert pcs.pop("random encoder") is None
-    assert {n: (pc.temperature, pc.nn_positive_weight) for n, pc in pcs.items()} == {
-        "DrasCLR": (0.5, 0.5), "DrasCLR (no neighbour loss)": (0.5, 0.5),
-        "plain MoCo": (0.3, 0.25)}
+    def per_method(cfg: ScienceConfig) -> dict[str, tuple[float, float, float]]:
+        pcs = {n: method_config(cfg, n, 0, tmp_path / "p.npz") for n in SCIENCE_METHODS}
+        assert pcs.pop("random encoder") is None
+        return {n: (pc.momentum, pc.temperature, pc.nn_positive_weight) for n, pc in pcs.items()}
+
+    assert per_method(ScienceConfig()) == {
+        "DrasCLR": (0.95, 0.2, 0.0), "DrasCLR (no neighbour loss)": (0.95, 0.2, 0.0),
+        "plain MoCo": (0.99, 0.5, 0.0)}
+    cfg = ScienceConfig(drasclr_momentum=0.9, moco_momentum=0.999, drasclr_temperature=0.5,
+                        moco_temperature=0.3, drasclr_nn_positive_weight=0.5,
+                        moco_nn_positive_weight=0.25)
+    assert per_method(cfg) == {
+        "DrasCLR": (0.9, 0.5, 0.5), "DrasCLR (no neighbour loss)": (0.9, 0.5, 0.5),
+        "plain MoCo": (0.999, 0.3, 0.25)}
     with pytest.raises(ConfigError, match="moco_temperature"):
         ScienceConfig(moco_temperature=0.0)
     with pytest.raises(ConfigError, match="moco_nn_positive_weight"):
         ScienceConfig(moco_nn_positive_weight=1.0)
+    with pytest.raises(ConfigError, match="drasclr_momentum"):
+        ScienceConfig(drasclr_momentum=1.0)
     # the command passes them through (run_science itself is stubbed: only the config matters)
     seen = {}
     monkeypatch.setattr(science, "run_science", lambda out, cfg, **kw: seen.setdefault("cfg", cfg))
     args = build_parser().parse_args(["bench", "science", "--out", str(tmp_path),
-                                      "--drasclr-temperature", "0.4",
+                                      "--drasclr-temperature", "0.4", "--moco-momentum", "0.9",
                                       "--moco-nn-positive-weight", "0.3"])
     science.run_from_args(args)
     got = seen["cfg"]
+    assert (got.drasclr_momentum, got.moco_momentum) == (ScienceConfig.drasclr_momentum, 0.9)
     assert (got.drasclr_temperature, got.moco_temperature) == (0.4, ScienceConfig.moco_temperature)
     assert (got.drasclr_nn_positive_weight, got.moco_nn_positive_weight) == (
         ScienceConfig.drasclr_nn_positive_weight, 0.3)
