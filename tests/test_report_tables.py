@@ -49,3 +49,21 @@ def test_training_curves_join_the_probe_records_on_the_step(tmp_path) -> None:
     from PIL import Image
 
     assert Image.open(wide).size[0] > Image.open(narrow).size[0]
+
+
+def test_probe_reading_names_a_pretrained_encoder_ahead_of_the_primary() -> None:
+    """The Reading says whether pretraining beat random, and names another pretrained encoder
+    that is ahead of the primary (density scores and the random encoder never count)."""
+    from drasclr.report.markdown import probe_reading
+
+    def probe(moco: float) -> pd.DataFrame:
+        methods = ["DrasCLR", "plain MoCo", "random encoder", "LAA-950 (patch)"]
+        return pd.DataFrame({"method": methods, "target": ["emphysema"] * 4,
+                             "r2": [0.47, moco, 0.01, 0.79], "r2_sd": [0.03, 0.01, 0.03, 0.02]})
+
+    ahead = probe_reading(probe(0.68), "DrasCLR")
+    assert "**beat** the random encoder" in ahead
+    assert "plain MoCo 0.680 ± 0.010 is ahead of it by more than the larger spread" in ahead
+    assert "within the spread" in probe_reading(probe(0.49), "DrasCLR")
+    behind = probe_reading(probe(0.40), "DrasCLR")
+    assert "not the best" not in behind and "LAA-950 (patch) 0.790" in behind

@@ -212,7 +212,24 @@ def probe_reading(probe: pd.DataFrame, primary: str) -> str:
            if "LAA-950 (patch)" in d.index else "")
     return (f"Patch probe (emphysema fraction, out-of-fold R²): pretraining {verdict} — "
             f"{primary} {a['r2']:.3f} ± {a['r2_sd']:.3f} vs random encoder {r['r2']:.3f} ± "
-            f"{r['r2_sd']:.3f}{laa}.")
+            f"{r['r2_sd']:.3f}{laa}.{_best_other(d, primary)}")
+
+
+def _best_other(d: pd.DataFrame, primary: str) -> str:
+    """A sentence on the best other pretrained encoder where it is ahead of ``primary`` (density
+    scores and the random encoder excluded); empty when none is."""
+    others = d.drop(index=[primary, "random encoder"], errors="ignore")
+    others = others[~others.index.str.startswith("LAA-")]
+    if others.empty:
+        return ""
+    name = str(others["r2"].idxmax())
+    b, a = others.loc[name], d.loc[primary]
+    if b["r2"] <= a["r2"]:
+        return ""
+    clear = b["r2"] - a["r2"] > max(float(a["r2_sd"]), float(b["r2_sd"]))
+    how = "by more than the larger spread" if clear else "within the spread"
+    return (f" {primary} is not the best pretrained encoder here: {name} "
+            f"{b['r2']:.3f} ± {b['r2_sd']:.3f} is ahead of it {how}.")
 
 
 # ------------------------------------------------------------------------------------ reading
