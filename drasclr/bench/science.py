@@ -200,9 +200,8 @@ class ScienceConfig(StageConfig):
         check(self.budget_minutes > 0, s, "budget_minutes", "must be > 0")
         check(self.drasclr_temperature > 0, s, "drasclr_temperature", "must be > 0")
         check(self.moco_temperature > 0, s, "moco_temperature", "must be > 0")
-        for f in ("drasclr_momentum", "moco_momentum"):
-            check(0 <= getattr(self, f) < 1, s, f, "must be in [0, 1)")
-        for f in ("drasclr_nn_positive_weight", "moco_nn_positive_weight"):
+        for f in ("drasclr_momentum", "moco_momentum", "drasclr_nn_positive_weight",
+                  "moco_nn_positive_weight"):
             check(0 <= getattr(self, f) < 1, s, f, "must be in [0, 1)")
         check(self.deadline_minutes >= 0, s, "deadline_minutes", "must be >= 0 (0: none)")
         check(self.budget_mode in BUDGET_MODES, s, "budget_mode", f"one of {list(BUDGET_MODES)}")
