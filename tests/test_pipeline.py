@@ -39,11 +39,14 @@ def test_methods_share_encoders_only_when_pretraining_is_identical() -> None:
 def test_configs_and_refusing_another_run(tmp_path: Path) -> None:
     assert demo_config().preset == "demo" and reproduce_config().preset == "bench"
     assert reproduce_config().steps > demo_config().steps
-    # the demo's plain MoCo moves its key encoder at 0.95 (round 32), every DrasCLR row at 0.99
-    momenta = {m: _pretrain_config(demo_config(), over, m).momentum
+    # the demo's key encoders move at 0.95 (rounds 32 and 34); DrasCLR trains the paired recipe
+    demo = demo_config()
+    momenta = {m: _pretrain_config(demo, over, m).momentum
                for m, (over, _) in METHODS.items() if over is not None}
-    assert momenta == {"DrasCLR": 0.99, "DrasCLR (no neighbour loss)": 0.99, "plain MoCo": 0.95,
-                       "DrasCLR (random locations)": 0.99}
+    assert momenta == {"DrasCLR": 0.95, "DrasCLR (no neighbour loss)": 0.95, "plain MoCo": 0.95,
+                       "DrasCLR (random locations)": 0.95}
+    assert demo.drasclr_recipe == "paired" and PipelineConfig().drasclr_recipe == "paper"
+    assert PipelineConfig().drasclr_momentum == 0.99
     assert _pretrain_config(PipelineConfig(), METHODS["plain MoCo"][0], "m").momentum == 0.99
     with pytest.raises(ConfigError, match="moco_momentum"):
         PipelineConfig(moco_momentum=1.0)

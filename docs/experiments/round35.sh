@@ -15,6 +15,6 @@ STEPS=${STEPS:-700}
 R=$1; E=$R/recipe_round35; mkdir -p "$E"
 both t8 "2 3" translate_vox=8
 for s in 2 3; do
-  run "moco_t4_s$s" --set probe_every="$STEPS" seed="$s" $BENCH_MOCO &
+  run "moco_t4_s$s" --set probe_every="$STEPS" seed="$s" $BENCH_MOCO translate_vox=4 &
 done
 wait

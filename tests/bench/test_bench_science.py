@@ -143,6 +143,30 @@ def test_every_method_gets_the_input_map(tmp_path: Path) -> None:
         assert pc is None or pc.input_map == "parenchyma"
 
 
+def test_every_trained_method_gets_the_benchmarks_translation(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The views' translation is one setting for every trained method: +-8 in the benchmark
+    (round 35), the pretraining default (+-4) elsewhere; the command passes it through."""
+    from drasclr.bench import science
+    from drasclr.bench.science import method_config
+    from drasclr.cli import build_parser
+    from drasclr.train.config import PretrainConfig
+
+    def shifts(cfg: ScienceConfig) -> set[float]:
+        pcs = [method_config(cfg, n, 0, tmp_path / "p.npz") for n in SCIENCE_METHODS]
+        return {pc.translate_vox for pc in pcs if pc is not None}
+
+    assert shifts(ScienceConfig()) == {8.0} and PretrainConfig().translate_vox == 4.0
+    assert shifts(ScienceConfig(translate_vox=4)) == {4.0}
+    with pytest.raises(ConfigError, match="translate_vox"):
+        ScienceConfig(translate_vox=-1)
+    seen = {}
+    monkeypatch.setattr(science, "run_science", lambda out, cfg, **kw: seen.setdefault("cfg", cfg))
+    science.run_from_args(build_parser().parse_args(
+        ["bench", "science", "--out", str(tmp_path), "--translate-vox", "6"]))
+    assert seen["cfg"].translate_vox == 6.0
+
+
 def test_each_method_gets_its_own_momentum_temperature_and_nearest_key_weight(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """DrasCLR and its ablation share a key-encoder momentum, a temperature and a soft-target

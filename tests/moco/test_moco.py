@@ -284,6 +284,9 @@ def _ddp_worker(rank: int, world: int, init_file: str) -> None:
         dist.all_gather(gathered, checksum)
         assert torch.equal(gathered[0], gathered[1]), "query encoders diverged across ranks"
         assert model.memory_bank.pointers[model.memory_bank.row(landmark)].item() == 4
+        # Both ranks are done with every collective before either tears gloo down: a rank that
+        # destroys its group while the other is still inside one aborted (SIGABRT) under load.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
