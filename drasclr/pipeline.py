@@ -32,7 +32,7 @@ import pandas as pd
 from drasclr.config import StageConfig, check
 from drasclr.fsutil import atomic_write_text, slug
 from drasclr.imaging.intensity import INPUT_MAPS
-from drasclr.train.recipes import DRASCLR_RECIPES, recipe_overrides
+from drasclr.train.recipes import DRASCLR_RECIPES, min_batch_size, recipe_overrides
 
 __all__ = [
     "METHODS",
@@ -147,8 +147,9 @@ class PipelineConfig(StageConfig):
             check(0 <= getattr(self, f) < 1, s, f, "must be in [0, 1)")
         check(self.drasclr_recipe in DRASCLR_RECIPES, s, "drasclr_recipe",
               f"one of {list(DRASCLR_RECIPES)}, got {self.drasclr_recipe!r}")
-        check(self.drasclr_recipe == "paper" or self.batch_size >= 4, s, "batch_size",
-              f"the {self.drasclr_recipe} recipe splits B between two landmarks: must be >= 4")
+        need = min_batch_size(self.drasclr_recipe)
+        check(self.batch_size >= need, s, "batch_size",
+              f"the {self.drasclr_recipe} recipe needs at least {need}")
         check(self.stop_after in (None, *STAGES), s, "stop_after", f"one of {list(STAGES)}")
         check(self.bn_stats in ("running", "landmark"), s, "bn_stats",
               f"must be 'running' or 'landmark', got {self.bn_stats!r}")
@@ -406,15 +407,19 @@ def _atlas(cfg: PipelineConfig, scans: pd.DataFrame, pp: Any, out: Path, progres
 def _train_overrides(cfg: PipelineConfig, name: str) -> dict[str, Any] | None:
     """A method's pretraining overrides; DrasCLR's model (shared by the methods that train it)
     and its ablation take ``cfg.drasclr_recipe``."""
+    return recipe_overrides(cfg.drasclr_recipe, _trained_as(name), METHODS[name][0],
+                            cfg.batch_size)
+
+
+def _trained_as(name: str) -> str:
+    """The first method with ``name``'s pretraining (methods that train alike share a model)."""
     over = METHODS[name][0]
-    canonical = next(m for m, (o, _) in METHODS.items() if o == over)
-    return recipe_overrides(cfg.drasclr_recipe, canonical, over, cfg.batch_size)
+    return next(m for m, (o, _) in METHODS.items() if o == over)
 
 
 def _model_key(name: str) -> str:
     """Folder of a method's encoder: methods with the same pretraining share one model."""
-    over = METHODS[name][0]
-    return slug(next(m for m, (o, _) in METHODS.items() if o == over))
+    return slug(_trained_as(name))
 
 
 def _encoder(cfg: PipelineConfig, name: str, overrides: dict[str, Any] | None, store: Path,

@@ -47,7 +47,7 @@ import pandas as pd
 from drasclr.config import StageConfig, check
 from drasclr.fsutil import atomic_write_text, slug
 from drasclr.imaging.intensity import INPUT_MAPS
-from drasclr.train.recipes import DRASCLR_RECIPES, recipe_overrides
+from drasclr.train.recipes import DRASCLR_RECIPES, min_batch_size, recipe_overrides
 
 #: Method -> pretraining overrides (None: the untrained encoder of the same seed). DrasCLR's and
 #: its ablation's batches come from the recipe (:data:`DRASCLR_RECIPES`, :func:`method_overrides`).
@@ -196,8 +196,9 @@ class ScienceConfig(StageConfig):
         check(self.translate_vox >= 0, s, "translate_vox", "must be >= 0")
         check(self.drasclr_recipe in DRASCLR_RECIPES, s, "drasclr_recipe",
               f"one of {list(DRASCLR_RECIPES)}")
-        check(self.drasclr_recipe != "paired" or self.batch_size >= 4, s, "batch_size",
-              "the paired recipe needs at least 4 (B / 2 anchors and their neighbours)")
+        need = min_batch_size(self.drasclr_recipe)
+        check(self.batch_size >= need, s, "batch_size",
+              f"the {self.drasclr_recipe} recipe needs at least {need}")
 
 
 def _silent(line: str) -> None:

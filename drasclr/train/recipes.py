@@ -60,13 +60,26 @@ def recipe_overrides(recipe: str, name: str, overrides: dict[str, Any] | None,
     Raises:
         ValueError: an unknown recipe, or a batch too small to split.
     """
-    if recipe not in DRASCLR_RECIPES:
-        raise ValueError(f"unknown DrasCLR recipe {recipe!r}; choose from {list(DRASCLR_RECIPES)}")
-    table = DRASCLR_RECIPES[recipe]
+    table = DRASCLR_RECIPES[_known(recipe)]
     if overrides is None or name not in table:
         return overrides
     extra, divisor = table[name]
-    if batch_size // divisor < 2:
+    if batch_size < min_batch_size(recipe):
         raise ValueError(f"the {recipe} recipe needs B // {divisor} >= 2 subjects a landmark, "
                          f"got B = {batch_size}")
     return {**overrides, **extra, "batch_size": batch_size // divisor}
+
+
+def min_batch_size(recipe: str) -> int:
+    """The least B with at least 2 subjects a landmark in every method of ``recipe``.
+
+    Raises:
+        ValueError: an unknown recipe.
+    """
+    return 2 * max(divisor for _, divisor in DRASCLR_RECIPES[_known(recipe)].values())
+
+
+def _known(recipe: str) -> str:
+    if recipe not in DRASCLR_RECIPES:
+        raise ValueError(f"unknown DrasCLR recipe {recipe!r}; choose from {list(DRASCLR_RECIPES)}")
+    return recipe
