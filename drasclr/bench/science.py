@@ -133,9 +133,9 @@ class ScienceConfig(StageConfig):
             (default) or ``paper``.
         translate_vox: the affine's translation range of every trained method's views, voxels
             (:attr:`drasclr.train.config.PretrainConfig.translate_vox`, whose default, 4, the
-            demo keeps): 8 since round 35 (docs/results.md), measured at this benchmark's
-            length (700 steps): +-8 over +-4 by +0.011 over four paired runs of DrasCLR and
-            plain MoCo, neither method's mean lower.
+            demo keeps): 4. Round 35 moved it to 8 (+0.011 over four paired 700-step runs on
+            cohort 7); round 36 (cohort 6) lost all four (pooled -0.052), so by its
+            pre-registered rule it is back at 4 (docs/experiments/prereg24.md).
     """
 
     stage: ClassVar[str] = "science"
@@ -168,7 +168,7 @@ class ScienceConfig(StageConfig):
     calibration_passes: int = 2
     neighbour_warmup_share: float = 0.0
     drasclr_recipe: str = "paired"
-    translate_vox: float = 8.0
+    translate_vox: float = 4.0
 
     def validate(self) -> None:
         """Check ranges."""

@@ -145,8 +145,8 @@ def test_every_method_gets_the_input_map(tmp_path: Path) -> None:
 
 def test_every_trained_method_gets_the_benchmarks_translation(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The views' translation is one setting for every trained method: +-8 in the benchmark
-    (round 35), the pretraining default (+-4) elsewhere; the command passes it through."""
+    """The views' translation is one setting for every trained method (+-4 by default, the
+    pretraining default since round 36's rule); the command passes a different one through."""
     from drasclr.bench import science
     from drasclr.bench.science import method_config
     from drasclr.cli import build_parser
@@ -156,8 +156,8 @@ def test_every_trained_method_gets_the_benchmarks_translation(
         pcs = [method_config(cfg, n, 0, tmp_path / "p.npz") for n in SCIENCE_METHODS]
         return {pc.translate_vox for pc in pcs if pc is not None}
 
-    assert shifts(ScienceConfig()) == {8.0} and PretrainConfig().translate_vox == 4.0
-    assert shifts(ScienceConfig(translate_vox=4)) == {4.0}
+    assert shifts(ScienceConfig()) == {4.0} and PretrainConfig().translate_vox == 4.0
+    assert shifts(ScienceConfig(translate_vox=8)) == {8.0}
     with pytest.raises(ConfigError, match="translate_vox"):
         ScienceConfig(translate_vox=-1)
     seen = {}
