@@ -32,7 +32,7 @@ import pandas as pd
 from drasclr.config import StageConfig, check
 from drasclr.fsutil import atomic_write_text, slug
 from drasclr.imaging.intensity import INPUT_MAPS
-from drasclr.train.recipes import DRASCLR_RECIPES, min_batch_size, recipe_overrides
+from drasclr.train.recipes import check_recipe, recipe_overrides
 
 __all__ = [
     "METHODS",
@@ -145,11 +145,7 @@ class PipelineConfig(StageConfig):
         check(self.atlas_candidates >= 1, s, "atlas_candidates", "must be >= 1")
         for f in ("drasclr_momentum", "moco_momentum"):
             check(0 <= getattr(self, f) < 1, s, f, "must be in [0, 1)")
-        check(self.drasclr_recipe in DRASCLR_RECIPES, s, "drasclr_recipe",
-              f"one of {list(DRASCLR_RECIPES)}, got {self.drasclr_recipe!r}")
-        need = min_batch_size(self.drasclr_recipe)
-        check(self.batch_size >= need, s, "batch_size",
-              f"the {self.drasclr_recipe} recipe needs at least {need}")
+        check_recipe(self.drasclr_recipe, self.batch_size, s)
         check(self.stop_after in (None, *STAGES), s, "stop_after", f"one of {list(STAGES)}")
         check(self.bn_stats in ("running", "landmark"), s, "bn_stats",
               f"must be 'running' or 'landmark', got {self.bn_stats!r}")

@@ -47,7 +47,7 @@ import pandas as pd
 from drasclr.config import StageConfig, check
 from drasclr.fsutil import atomic_write_text, slug
 from drasclr.imaging.intensity import INPUT_MAPS
-from drasclr.train.recipes import DRASCLR_RECIPES, min_batch_size, recipe_overrides
+from drasclr.train.recipes import DRASCLR_RECIPES, check_recipe, recipe_overrides
 
 #: Method -> pretraining overrides (None: the untrained encoder of the same seed). DrasCLR's and
 #: its ablation's batches come from the recipe (:data:`DRASCLR_RECIPES`, :func:`method_overrides`).
@@ -194,11 +194,7 @@ class ScienceConfig(StageConfig):
         check(self.dense_subjects >= 0, s, "dense_subjects", "must be >= 0")
         check(self.input_map in INPUT_MAPS, s, "input_map", f"one of {list(INPUT_MAPS)}")
         check(self.translate_vox >= 0, s, "translate_vox", "must be >= 0")
-        check(self.drasclr_recipe in DRASCLR_RECIPES, s, "drasclr_recipe",
-              f"one of {list(DRASCLR_RECIPES)}")
-        need = min_batch_size(self.drasclr_recipe)
-        check(self.batch_size >= need, s, "batch_size",
-              f"the {self.drasclr_recipe} recipe needs at least {need}")
+        check_recipe(self.drasclr_recipe, self.batch_size, s)
 
 
 def _silent(line: str) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from drasclr.config import check
+
 #: The paired recipe's least neighbour distance, mm. 0: the nearest landmark, DESIGN.md's rule.
 #: Round 24 had set it to the patch width (32) on a screening gain the benchmark did not confirm
 #: (cohort 4 0.833 -> 0.816, cohort 3 0.842 -> 0.838; docs/results.md), so it went back.
@@ -77,6 +79,18 @@ def min_batch_size(recipe: str) -> int:
         ValueError: an unknown recipe.
     """
     return 2 * max(divisor for _, divisor in DRASCLR_RECIPES[_known(recipe)].values())
+
+
+def check_recipe(recipe: str, batch_size: int, stage: str) -> None:
+    """Validate a stage config's ``drasclr_recipe`` and its ``batch_size`` against the table.
+
+    Raises:
+        drasclr.config.ConfigError: an unknown recipe, or B below :func:`min_batch_size`.
+    """
+    check(recipe in DRASCLR_RECIPES, stage, "drasclr_recipe",
+          f"one of {list(DRASCLR_RECIPES)}, got {recipe!r}")
+    need = min_batch_size(recipe)
+    check(batch_size >= need, stage, "batch_size", f"the {recipe} recipe needs at least {need}")
 
 
 def _known(recipe: str) -> str:
