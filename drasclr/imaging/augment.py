@@ -3,9 +3,9 @@
 Reproduces the official MONAI pipeline ``RandAffine -> RandGaussianNoise -> RandAdjustContrast``
 without a per-patch Python loop: every patch of a (B, 1, P, P, P) batch draws its own parameters
 from one ``torch.Generator``, and each step is a single batched tensor operation. Query, key and
-neighbour views are augmented independently by calling :func:`augment` once per view. Three
-additions are off by default (not in the official recipe): mirroring, a lung density scaling
-about air and a whole-patch intensity offset (:class:`AugmentParams`).
+neighbour views are augmented independently by calling :func:`augment` once per view. Four
+additions are off by default (not in the official recipe): mirroring, a cube shuffle, a lung
+density scaling about air and a whole-patch intensity offset (:class:`AugmentParams`).
 
 Intensities are in model-input units ([-1, 1], 1 unit = 632 HU, see
 :func:`drasclr.imaging.intensity.hu_to_input`). The gamma contrast rescales each patch by its own
@@ -65,6 +65,10 @@ class AugmentParams:
         flip_prob: probability of mirroring a patch along each axis, independently (not in the
             official recipe, default 0). Views then differ in orientation, so matching the
             layout of vessels and walls gets harder while intensity statistics are unchanged.
+        shuffle_block: edge of the cubes a patch is cut into and put back in a random order of
+            its own, voxels (not in the official recipe; default 0: off). Two views then share
+            no layout of vessels and walls, only what lies inside a cube: the intensity
+            histogram and local texture (:func:`random_block_shuffle`).
     """
 
     rotate_deg: float = 10.0
@@ -79,13 +83,15 @@ class AugmentParams:
     shift_hu: float = 0.0
     density_scale: float = 0.0
     flip_prob: float = 0.0
+    shuffle_block: int = 0
 
     def __post_init__(self) -> None:
         for name in ("affine_prob", "noise_prob", "contrast_prob", "flip_prob"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
-        for name in ("rotate_deg", "translate_vox", "scale", "noise_std_hu", "shift_hu"):
+        for name in ("rotate_deg", "translate_vox", "scale", "noise_std_hu", "shift_hu",
+                     "shuffle_block"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.density_scale < 0.5:
@@ -333,6 +339,41 @@ def random_flip(x: Tensor, generator: torch.Generator | None = None, prob: float
     return x
 
 
+@torch.no_grad()
+def random_block_shuffle(x: Tensor, generator: torch.Generator | None = None,
+                         block: int = 0) -> Tensor:
+    """Cut each patch into ``block``-voxel cubes and put them back in a random order of its own.
+
+    Every voxel value is kept (the histogram and the texture inside each cube are unchanged);
+    only where the cubes sit changes, one uniform permutation per patch (all channels alike).
+
+    Args:
+        x: (B, C, D, H, W) float patches; D, H and W must be multiples of ``block``.
+        generator: RNG; global RNG when None.
+        block: cube edge, voxels (0: ``x`` itself, and no random numbers are drawn).
+
+    Returns:
+        Shuffled patches of the same shape.
+
+    Raises:
+        ValueError: a patch edge that ``block`` does not divide.
+    """
+    _check_batch(x)
+    if block == 0:
+        return x
+    b, c, *edges = x.shape
+    if any(e % block for e in edges):
+        raise ValueError(f"shuffle block {block} does not divide the patch edges {tuple(edges)}")
+    nd, nh, nw = (e // block for e in edges)
+    n, v = nd * nh * nw, block ** 3
+    cubes = (x.reshape(b, c, nd, block, nh, block, nw, block)
+             .permute(0, 1, 2, 4, 6, 3, 5, 7).reshape(b, c, n, v))
+    order = _uniform(b, n, generator, x).argsort(dim=1)
+    cubes = cubes.gather(2, order.view(b, 1, n, 1).expand(b, c, n, v))
+    return (cubes.reshape(b, c, nd, nh, nw, block, block, block)
+            .permute(0, 1, 2, 5, 3, 6, 4, 7).reshape(x.shape))
+
+
 #: HU of air, and where the density scaling starts to fade and ends (random_density_scale).
 AIR_HU, DENSITY_FADE_HU = -1000.0, (-600.0, -300.0)
 
@@ -372,10 +413,10 @@ def augment(
     generator: torch.Generator | None = None,
     params: AugmentParams = AugmentParams(),
 ) -> Tensor:
-    """The official augmentation: affine, then Gaussian noise, then gamma contrast. Three
-    additions are off in the official recipe: mirroring and a density scaling about air after
-    the affine (``params.flip_prob``, ``params.density_scale`` > 0) and a final intensity offset
-    (``params.shift_hu`` > 0).
+    """The official augmentation: affine, then Gaussian noise, then gamma contrast. Four
+    additions are off in the official recipe: mirroring, a cube shuffle and a density scaling
+    about air after the affine (``params.flip_prob``, ``params.shuffle_block``,
+    ``params.density_scale`` > 0) and a final intensity offset (``params.shift_hu`` > 0).
 
     Args:
         x: (B, 1, P, P, P) float patches in input units ([-1, 1]).
@@ -388,6 +429,7 @@ def augment(
     x = random_affine(x, generator, params.rotate_deg, params.translate_vox, params.scale,
                       params.affine_prob)
     x = random_flip(x, generator, params.flip_prob)
+    x = random_block_shuffle(x, generator, params.shuffle_block)
     x = random_density_scale(x, generator, params.density_scale)
     x = random_gaussian_noise(x, generator, hu_to_input_scale(params.noise_std_hu),
                               params.noise_prob, params.noise_sample_std)

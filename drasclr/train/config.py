@@ -147,6 +147,8 @@ class PretrainConfig(StageConfig):
         density_scale: per-view lung density scaling about air, factor 1 + U(-s, s) (not
             official; default 0; :func:`drasclr.imaging.augment.random_density_scale`).
         flip_prob: per-view mirroring probability along each axis (not official; default 0).
+        shuffle_block_vox: cube edge of the per-view cube shuffle, voxels (not official; default
+            0: off; :func:`drasclr.imaging.augment.random_block_shuffle`); must divide P.
         translate_vox: translation range of the affine, voxels (official 12; default 4: with
             +-12 on 32^3 patches the two views of a patch can be 24 voxels apart, the contrastive
             task was barely learned and the projection drifted toward collapse; +-4 learned it
@@ -218,6 +220,7 @@ class PretrainConfig(StageConfig):
     shift_hu: float = 0.0
     density_scale: float = 0.0
     flip_prob: float = 0.0
+    shuffle_block_vox: int = 0
     translate_vox: float = 4.0
     input_map: str = "parenchyma"
     probe_every: int = 0
@@ -303,6 +306,7 @@ class PretrainConfig(StageConfig):
         check(self.shift_hu >= 0, s, "shift_hu", "must be >= 0")
         check(0 <= self.density_scale < 0.5, s, "density_scale", "must be in [0, 0.5)")
         check(0 <= self.flip_prob <= 1, s, "flip_prob", "must be in [0, 1]")
+        check(self.shuffle_block_vox >= 0, s, "shuffle_block_vox", "must be >= 0 (0: off)")
         check(self.translate_vox >= 0, s, "translate_vox", "must be >= 0")
         check(self.input_map in INPUT_MAPS, s, "input_map",
               f"must be one of {list(INPUT_MAPS)}, got {self.input_map!r}")
@@ -327,7 +331,8 @@ class PretrainConfig(StageConfig):
         return AugmentParams(contrast_prob=self.contrast_prob, noise_std_hu=self.noise_std_hu,
                              noise_prob=self.noise_prob, noise_sample_std=self.noise_sample_std,
                              shift_hu=self.shift_hu, translate_vox=self.translate_vox,
-                             density_scale=self.density_scale, flip_prob=self.flip_prob)
+                             density_scale=self.density_scale, flip_prob=self.flip_prob,
+                             shuffle_block=self.shuffle_block_vox)
 
     @property
     def uses_neighbours(self) -> bool:

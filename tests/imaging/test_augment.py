@@ -185,6 +185,34 @@ def test_density_scale_moves_lung_not_air_or_tissue() -> None:
     assert back.min() >= -1024 - 1e-3
 
 
+def test_block_shuffle_moves_whole_cubes_and_keeps_every_voxel() -> None:
+    from drasclr.imaging.augment import AugmentParams, random_block_shuffle
+
+    b, k = 64, 4
+    x = torch.randn(b, 2, 8, 12, 8, generator=torch.Generator().manual_seed(0))
+    y = random_block_shuffle(x, torch.Generator().manual_seed(1), k)
+    assert y.shape == x.shape
+    assert random_block_shuffle(x, None, 0) is x
+    again = random_block_shuffle(x, torch.Generator().manual_seed(1), k)
+    assert torch.equal(y, again)  # seeded
+
+    def cubes(t: torch.Tensor) -> list[list[torch.Tensor]]:  # per patch: its 2*3*2 cubes
+        return [[t[i, :, d:d + k, h:h + k, w:w + k] for d in range(0, 8, k)
+                 for h in range(0, 12, k) for w in range(0, 8, k)] for i in range(len(t))]
+
+    moved = 0
+    for before, after in zip(cubes(x), cubes(y)):
+        # every output cube is one input cube (channels together), each used exactly once
+        src = [next(j for j, c in enumerate(before) if torch.equal(c, a)) for a in after]
+        assert sorted(src) == list(range(len(before)))
+        moved += src != list(range(len(before)))
+    assert moved >= b - 2  # 12! orders: nearly every patch changes
+    with pytest.raises(ValueError, match="does not divide"):
+        random_block_shuffle(x, None, 5)
+    with pytest.raises(ValueError, match="shuffle_block"):
+        AugmentParams(shuffle_block=-1)
+
+
 def test_flip_mirrors_whole_patches_per_axis() -> None:
     from drasclr.imaging.augment import random_flip
 
