@@ -105,6 +105,10 @@ class ScienceConfig(StageConfig):
             share moved from the own key to the nearest other subject's key at the landmark
             (:attr:`drasclr.train.config.PretrainConfig.nn_positive_weight`; round 29).
         moco_nn_positive_weight: the same for plain MoCo (nearest key in its global queue).
+        drasclr_shuffle_block_vox: cube edge of the views' cube shuffle for DrasCLR and its
+            ablation, voxels (0: off; :attr:`drasclr.train.config.PretrainConfig.shuffle_block_vox`;
+            round 39).
+        moco_shuffle_block_vox: the same for plain MoCo.
         queue_size: K (capped by the cohort for per-landmark queues).
         threads: torch threads for pretraining and extraction.
         bn_stats: BatchNorm statistics at feature extraction (``running`` or ``landmark``;
@@ -154,6 +158,8 @@ class ScienceConfig(StageConfig):
     moco_temperature: float = 0.5
     drasclr_nn_positive_weight: float = 0.0
     moco_nn_positive_weight: float = 0.0
+    drasclr_shuffle_block_vox: int = 0
+    moco_shuffle_block_vox: int = 0
     queue_size: int = 4096
     threads: int = 2
     bn_stats: str = "landmark"
@@ -181,6 +187,8 @@ class ScienceConfig(StageConfig):
         for f in ("drasclr_momentum", "moco_momentum", "drasclr_nn_positive_weight",
                   "moco_nn_positive_weight"):
             check(0 <= getattr(self, f) < 1, s, f, "must be in [0, 1)")
+        for f in ("drasclr_shuffle_block_vox", "moco_shuffle_block_vox"):
+            check(getattr(self, f) >= 0, s, f, "must be >= 0 (0: off)")
         check(self.deadline_minutes >= 0, s, "deadline_minutes", "must be >= 0 (0: none)")
         check(self.budget_mode in BUDGET_MODES, s, "budget_mode", f"one of {list(BUDGET_MODES)}")
         check(self.budget_mode == "calibrated" or self.neighbour_warmup_share == 0, s,
@@ -408,7 +416,7 @@ def probe_curve(run: Path) -> pd.DataFrame:
 
 #: Pretraining settings each method family has its own of (``drasclr_<f>`` for DrasCLR and its
 #: ablation, ``moco_<f>`` for plain MoCo, in :class:`ScienceConfig`).
-PER_METHOD = ("momentum", "temperature", "nn_positive_weight")
+PER_METHOD = ("momentum", "temperature", "nn_positive_weight", "shuffle_block_vox")
 
 
 def method_config(cfg: ScienceConfig, name: str, seed: int, probe_file: Path) -> Any:
@@ -971,6 +979,12 @@ def register(sub: Any) -> None:
     p.add_argument("--moco-nn-positive-weight", type=float,
                    default=ScienceConfig.moco_nn_positive_weight,
                    help="share of plain MoCo's target on the nearest other subject's key")
+    p.add_argument("--drasclr-shuffle-block-vox", type=int,
+                   default=ScienceConfig.drasclr_shuffle_block_vox,
+                   help="cube edge of DrasCLR's view shuffle, voxels (its ablation's too; 0: off)")
+    p.add_argument("--moco-shuffle-block-vox", type=int,
+                   default=ScienceConfig.moco_shuffle_block_vox,
+                   help="cube edge of plain MoCo's view shuffle, voxels (0: off)")
     p.add_argument("--budget-mode", choices=BUDGET_MODES, default="time",
                    help="time: every run trains until its budget is spent (equal time); "
                         "calibrated: step counts from a step-time calibration")

@@ -169,27 +169,33 @@ def test_every_trained_method_gets_the_benchmarks_translation(
 
 def test_each_method_gets_its_own_momentum_temperature_and_nearest_key_weight(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """DrasCLR and its ablation share a key-encoder momentum, a temperature and a soft-target
-    weight, plain MoCo has its own of each; the defaults are round 31's (DrasCLR 0.95, MoCo
+    """DrasCLR and its ablation share a key-encoder momentum, a temperature, a soft-target
+    weight and a view shuffle, plain MoCo has its own of each; the defaults are round 31's (DrasCLR 0.95, MoCo
     0.99); the command passes them through."""
     from drasclr.bench import science
     from drasclr.bench.science import method_config
     from drasclr.cli import build_parser
 
-    def per_method(cfg: ScienceConfig) -> dict[str, tuple[float, float, float]]:
+    def per_method(cfg: ScienceConfig) -> dict[str, tuple[float, float, float, int]]:
         pcs = {n: method_config(cfg, n, 0, tmp_path / "p.npz") for n in SCIENCE_METHODS}
         assert pcs.pop("random encoder") is None
-        return {n: (pc.momentum, pc.temperature, pc.nn_positive_weight) for n, pc in pcs.items()}
+        for pc in pcs.values():  # the config's shuffle is the augmentation's
+            assert pc.augment_params.shuffle_block == pc.shuffle_block_vox
+        return {n: (pc.momentum, pc.temperature, pc.nn_positive_weight, pc.shuffle_block_vox)
+                for n, pc in pcs.items()}
 
     assert per_method(ScienceConfig()) == {
-        "DrasCLR": (0.95, 0.2, 0.0), "DrasCLR (no neighbour loss)": (0.95, 0.2, 0.0),
-        "plain MoCo": (0.99, 0.5, 0.0)}
+        "DrasCLR": (0.95, 0.2, 0.0, 0), "DrasCLR (no neighbour loss)": (0.95, 0.2, 0.0, 0),
+        "plain MoCo": (0.99, 0.5, 0.0, 0)}
     cfg = ScienceConfig(drasclr_momentum=0.9, moco_momentum=0.999, drasclr_temperature=0.5,
                         moco_temperature=0.3, drasclr_nn_positive_weight=0.5,
-                        moco_nn_positive_weight=0.25)
+                        moco_nn_positive_weight=0.25, drasclr_shuffle_block_vox=4,
+                        moco_shuffle_block_vox=8)
     assert per_method(cfg) == {
-        "DrasCLR": (0.9, 0.5, 0.5), "DrasCLR (no neighbour loss)": (0.9, 0.5, 0.5),
-        "plain MoCo": (0.999, 0.3, 0.25)}
+        "DrasCLR": (0.9, 0.5, 0.5, 4), "DrasCLR (no neighbour loss)": (0.9, 0.5, 0.5, 4),
+        "plain MoCo": (0.999, 0.3, 0.25, 8)}
+    with pytest.raises(ConfigError, match="moco_shuffle_block_vox"):
+        ScienceConfig(moco_shuffle_block_vox=-1)
     with pytest.raises(ConfigError, match="moco_temperature"):
         ScienceConfig(moco_temperature=0.0)
     with pytest.raises(ConfigError, match="moco_nn_positive_weight"):
@@ -201,13 +207,16 @@ def test_each_method_gets_its_own_momentum_temperature_and_nearest_key_weight(
     monkeypatch.setattr(science, "run_science", lambda out, cfg, **kw: seen.setdefault("cfg", cfg))
     args = build_parser().parse_args(["bench", "science", "--out", str(tmp_path),
                                       "--drasclr-temperature", "0.4", "--moco-momentum", "0.9",
-                                      "--moco-nn-positive-weight", "0.3"])
+                                      "--moco-nn-positive-weight", "0.3",
+                                      "--drasclr-shuffle-block-vox", "8"])
     science.run_from_args(args)
     got = seen["cfg"]
     assert (got.drasclr_momentum, got.moco_momentum) == (ScienceConfig.drasclr_momentum, 0.9)
     assert (got.drasclr_temperature, got.moco_temperature) == (0.4, ScienceConfig.moco_temperature)
     assert (got.drasclr_nn_positive_weight, got.moco_nn_positive_weight) == (
         ScienceConfig.drasclr_nn_positive_weight, 0.3)
+    assert (got.drasclr_shuffle_block_vox, got.moco_shuffle_block_vox) == (
+        8, ScienceConfig.moco_shuffle_block_vox)
 
 
 def test_drasclr_recipes_spend_a_step_as_stated(tmp_path: Path) -> None:

@@ -140,11 +140,15 @@ def test_pretrain_config_passes_its_augmentation_through() -> None:
     from drasclr.train.config import PretrainConfig
 
     p = PretrainConfig(noise_prob=1.0, noise_sample_std=True, shift_hu=20.0,
-                       translate_vox=4.0).augment_params
-    assert (p.noise_prob, p.noise_sample_std, p.shift_hu, p.translate_vox) == (1.0, True, 20.0, 4.0)
+                       translate_vox=4.0, shuffle_block_vox=8).augment_params
+    assert (p.noise_prob, p.noise_sample_std, p.shift_hu, p.translate_vox, p.shuffle_block) == (
+        1.0, True, 20.0, 4.0, 8)
+    assert PretrainConfig().augment_params.shuffle_block == 0  # off unless asked for
     assert PretrainConfig(augment=False).augment_params == NO_AUGMENTATION
     with pytest.raises(ConfigError, match="noise_prob"):
         PretrainConfig(noise_prob=1.5)
+    with pytest.raises(ConfigError, match="shuffle_block_vox"):
+        PretrainConfig(shuffle_block_vox=-8)
 
 
 def test_pretraining_translates_less_than_the_official_augmentation() -> None:
