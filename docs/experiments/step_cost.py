@@ -4,6 +4,7 @@ every 8, two threads, no probes; a queue pre-fill is printed apart), one configu
 the other in one process.
 
     python docs/experiments/step_cost.py STORE nongb full nongb full rows8 moco bank
+    python docs/experiments/step_cost.py STORE pairnh pairnh64 moco moco64 pairnh pairnh64 moco moco64
 """
 import sys
 import tempfile
@@ -20,6 +21,12 @@ METHODS = {
     "bank": dict(neighbours=2, neighbour_source="bank"),
     "moco": dict(model="moco", conditioning="none", neighbours=0),
     "pair": dict(batch_size=16, neighbours=1, neighbour_local_weight=1.0),
+    "pairnh": dict(batch_size=16, neighbours=1, neighbour_local_weight=1.0, neighbour_head=True,
+                   momentum=0.95, temperature=0.2),
+    "pairnh64": dict(batch_size=32, neighbours=1, neighbour_local_weight=1.0,
+                     neighbour_head=True, momentum=0.95, temperature=0.2),
+    "moco64": dict(model="moco", conditioning="none", neighbours=0, batch_size=64,
+                   temperature=0.5),
 }
 store, modes = Path(sys.argv[1]), sys.argv[2:]
 with tempfile.TemporaryDirectory(prefix="step_cost_") as tmp:
