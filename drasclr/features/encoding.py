@@ -227,11 +227,16 @@ def encode_patches_landmark_bn(
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # cumulative moving average over the chunks
+    loc = np.asarray(locations)
+
+    def part(lo: int) -> npt.NDArray[Any]:  # one location for all, or each chunk's own rows
+        return loc if loc.ndim == 1 else loc[lo:lo + chunk]
+
     local.train()
     with torch.no_grad():
         for lo in range(0, n, chunk):
-            encode_patches(local, patches_hu[lo:lo + chunk], locations, device)
+            encode_patches(local, patches_hu[lo:lo + chunk], part(lo), device)
     local.eval()
     with torch.inference_mode():
-        return np.concatenate([encode_patches(local, patches_hu[lo:lo + chunk], locations, device)
+        return np.concatenate([encode_patches(local, patches_hu[lo:lo + chunk], part(lo), device)
                                for lo in range(0, n, chunk)])

@@ -362,6 +362,10 @@ def reading(results: Mapping[str, Any], table2: pd.DataFrame | None,
                 + (" — perturbing the location hurts, as in the paper." if better > len(d) / 2
                    else " — no consistent loss from perturbing the location here, unlike the "
                    "paper: the conditioning has not become location-specific in this run.")
+                + " Random locations differ from patch to patch, so part of a loss can come "
+                "from one landmark's patches no longer sharing a kernel rather than from the "
+                "right location itself; `drasclr bench location` separates the two on a "
+                "science run."
             )
     return out
 

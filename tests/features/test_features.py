@@ -456,3 +456,24 @@ def test_landmark_batchnorm_in_one_pass_uses_the_exact_batch_statistics() -> Non
     assert np.abs(two - one).mean() < 0.1 * scale
     for k, v in enc.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+def test_landmark_batchnorm_takes_one_location_per_patch_across_chunks() -> None:
+    """Per-patch locations (n, 3) are split with the patches: two chunks give what one pass
+    with the same per-patch locations gives, up to the two-pass estimate of the statistics,
+    and moving one patch's location changes that patch's features."""
+    from drasclr.features.encoding import encode_patches_landmark_bn
+
+    enc = _encoder(torch.float64).eval()
+    rng = np.random.default_rng(5)
+    patches = rng.normal(-700, 150, (40, 16, 16, 16)).astype(np.float32)
+    locs = rng.uniform(-1, 1, (40, 3))
+    cpu = torch.device("cpu")
+    one = encode_patches_landmark_bn(enc, patches, locs, cpu, chunk=40)
+    two = encode_patches_landmark_bn(enc, patches, locs, cpu, chunk=20)  # two chunks
+    assert two.shape == one.shape and one.shape[0] == 40
+    assert np.abs(two - one).mean() < 0.1 * np.abs(one).mean()
+    moved = locs.copy()
+    moved[-1] = -moved[-1]
+    other = encode_patches_landmark_bn(enc, patches, moved, cpu, chunk=20)
+    assert not np.allclose(other[-1], two[-1], atol=1e-6)
