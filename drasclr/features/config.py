@@ -25,7 +25,8 @@ class FeaturesConfig(StageConfig):
             batch is many landmarks of one subject, mixed locations). Both give the same numbers
             up to float round-off; landmark-major is the fast one.
         random_locations: perturbation ablation (paper Table 7): condition every patch on a
-            random normalised location, uniform in [-1, 1]^3, instead of its landmark's.
+            random location in the lung (a landmark of the grid drawn at random, a new draw for
+            every patch) instead of its own landmark's.
         seed: seed of the random locations (used only with ``random_locations``).
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         num_actors: Ray Data actor-pool size (each actor holds one copy of the encoder).

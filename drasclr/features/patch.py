@@ -100,27 +100,35 @@ def image_features(
 
 
 def random_locations(
-    seed: int, store_indices: npt.ArrayLike, num_landmarks: int
+    seed: int, store_indices: npt.ArrayLike, landmarks_norm: npt.ArrayLike
 ) -> npt.NDArray[np.float32]:
-    """Random normalised locations, uniform in [-1, 1]^3, one per (store index, landmark).
+    """Random locations in the lung, one per (store index, landmark): the normalised location of
+    a landmark drawn uniformly from the grid (the paper's "random coordinate sampled in the
+    lung"; the grid's landmarks all lie in the atlas lung).
 
     The value of a pair depends only on ``seed``, the store index and the landmark, not on which
-    other subjects are asked for: row ``s`` of one stream of ``(max_index + 1, L, 3)`` draws.
+    other subjects are asked for: row ``s`` of one stream of ``(max_index + 1, L)`` draws.
+
+    Args:
+        seed: the draw's seed.
+        store_indices: the subjects' store indices.
+        landmarks_norm: (L, 3) normalised landmark locations (the grid the draws come from).
 
     Returns:
         (len(store_indices), L, 3) float32.
     """
+    grid = np.asarray(landmarks_norm, dtype=np.float32)
     idx = np.asarray(store_indices, dtype=np.int64).reshape(-1)
     n = int(idx.max()) + 1 if idx.size else 0
-    table = np.random.default_rng(seed).uniform(-1.0, 1.0, size=(n, num_landmarks, 3))
-    return table[idx].astype(np.float32)
+    pick = np.random.default_rng(seed).integers(0, len(grid), size=(n, len(grid)))
+    return grid[pick[idx]]
 
 
 def location_table(store: PatchStore, config: FeaturesConfig) -> npt.NDArray[np.float32]:
     """(capacity, L, 3) location of every pair of the store under ``config``."""
     L = store.num_landmarks
     if config.random_locations:
-        return random_locations(config.seed, np.arange(store.capacity), L)
+        return random_locations(config.seed, np.arange(store.capacity), store.landmarks_norm)
     base = np.asarray(store.landmarks_norm, dtype=np.float32)
     return np.broadcast_to(base, (store.capacity, L, 3))
 

@@ -190,13 +190,18 @@ def test_random_locations_differ_and_are_reproducible(store_path: Path) -> None:
     assert np.abs(a.features[v] - base.features[v]).max() > 1e-4
     assert np.abs(a.features[v] - c.features[v]).max() > 1e-4
     assert np.all(np.abs(a.locations) <= 1) and not np.allclose(a.locations, base.locations)
+    # every random location is one of the grid's landmark locations (in the lung)
+    grid = np.asarray(store.landmarks_norm, dtype=np.float32)
+    flat = a.locations.reshape(-1, 3)
+    assert (np.abs(flat[:, None, :] - grid[None]).max(axis=2) < 1e-6).any(axis=1).all()
     # the random locations are the conditioning: a per-sample encoding with them agrees
     np.testing.assert_allclose(
         a.features, _per_sample(enc, store, a.locations), rtol=1e-5, atol=1e-5
     )
     # a pair's location depends on (seed, store index, landmark) only, not on the subset asked for
     np.testing.assert_array_equal(
-        random_locations(1, [4], L)[0], random_locations(1, np.arange(6), L)[4]
+        random_locations(1, [4], store.landmarks_norm)[0],
+        random_locations(1, np.arange(6), store.landmarks_norm)[4]
     )
 
 
