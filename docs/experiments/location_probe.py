@@ -8,14 +8,12 @@ Usage: python location_probe.py --store S --truth T --export DIR [DIR ...] [--ou
 """
 import argparse
 import json
-import math
+from pathlib import Path
 
 import pandas as pd
 import torch
 
-from drasclr.evaluate.location_check import check_table, location_check
-from drasclr.store.reader import PatchStore
-from drasclr.train.export import load_encoder
+from drasclr.bench.location import check_exports
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--store", required=True)
@@ -27,15 +25,11 @@ ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--threads", type=int, default=1)
 a = ap.parse_args()
 torch.set_num_threads(a.threads)
-store = PatchStore(a.store)
 truth = pd.read_parquet(a.truth)
-for path in a.export:
-    enc, cfg = load_encoder(path)
-    row = check_table([(path, location_check(enc, store, truth, a.landmarks, a.seed))])
-    rec = {k: (None if isinstance(v, float) and math.isnan(v) else v)
-           for k, v in row.to_dict("records")[0].items()}
-    rec["conditioning"] = cfg["encoder"]["conditioning"]
-    print(json.dumps(rec), flush=True)
+for path in a.export:  # one at a time, so each line is written as soon as it is measured
+    rows, _ = check_exports({path: Path(path)}, Path(a.store), truth, a.landmarks, a.seed,
+                            say=lambda line: None)
+    print(json.dumps(rows[0]), flush=True)
     if a.out:
         with open(a.out, "a") as fh:
-            fh.write(json.dumps(rec) + "\n")
+            fh.write(json.dumps(rows[0]) + "\n")

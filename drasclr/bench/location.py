@@ -41,27 +41,20 @@ def model_exports(run: Path) -> dict[str, Path]:
     return exports
 
 
-def run_location(run: Path, n_landmarks: int = 40, seed: int = 0, repeats: int = 2,
-                 models: list[str] | None = None,
-                 say: Callable[[str], None] = print) -> dict[str, Any]:
-    """Check every (or each named) encoder of ``run``; write and return the result.
+def check_exports(exports: dict[str, Path], store_dir: Path, truth: pd.DataFrame,
+                  n_landmarks: int = 40, seed: int = 0, repeats: int = 2,
+                  say: Callable[[str], None] = print) -> tuple[list[dict[str, Any]], int]:
+    """The location check of each named encoder export against one store and its truth.
 
-    Raises:
-        FileNotFoundError: see :func:`model_exports`; a named model that has no export.
+    Returns:
+        (one JSON-ready row per export, :func:`check_table`'s columns plus ``conditioning``,
+        NaN as None; the number of evaluation landmarks).
     """
     from drasclr.evaluate.location_check import check_table, location_check
     from drasclr.store.reader import PatchStore
     from drasclr.train.export import load_encoder
 
-    exports = model_exports(run)
-    if models:
-        missing = sorted(set(models) - set(exports))
-        if missing:
-            raise FileNotFoundError(f"{run / 'models'}: no export for {missing}; "
-                                    f"found {sorted(exports)}")
-        exports = {m: exports[m] for m in models}
-    store = PatchStore(run / "store")
-    truth = pd.read_parquet(run / "patch_truth.parquet")
+    store = PatchStore(store_dir)
     checks, conditioning = [], []
     for name, path in exports.items():
         say(f"location check: {name}")
@@ -70,10 +63,29 @@ def run_location(run: Path, n_landmarks: int = 40, seed: int = 0, repeats: int =
         checks.append((name, location_check(encoder, store, truth, n_landmarks, seed, repeats)))
     table = check_table(checks)
     table.insert(1, "conditioning", conditioning)
-    res = {"run": str(run), "n_landmarks": len(checks[0][1].landmarks), "seed": seed,
-           "repeats": repeats,
-           "rows": [{k: (None if isinstance(v, float) and math.isnan(v) else v)
-                     for k, v in r.items()} for r in table.to_dict("records")]}
+    rows = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+            for r in table.to_dict("records")]
+    return rows, len(checks[0][1].landmarks)
+
+
+def run_location(run: Path, n_landmarks: int = 40, seed: int = 0, repeats: int = 2,
+                 models: list[str] | None = None,
+                 say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Check every (or each named) encoder of ``run``; write and return the result.
+
+    Raises:
+        FileNotFoundError: see :func:`model_exports`; a named model that has no export.
+    """
+    exports = model_exports(run)
+    if models:
+        missing = sorted(set(models) - set(exports))
+        if missing:
+            raise FileNotFoundError(f"{run / 'models'}: no export for {missing}; "
+                                    f"found {sorted(exports)}")
+        exports = {m: exports[m] for m in models}
+    truth = pd.read_parquet(run / "patch_truth.parquet")
+    rows, n = check_exports(exports, run / "store", truth, n_landmarks, seed, repeats, say)
+    res = {"run": str(run), "n_landmarks": n, "seed": seed, "repeats": repeats, "rows": rows}
     atomic_write_text(run / RESULT_FILE, json.dumps(res, indent=1) + "\n")
     return res
 

@@ -101,8 +101,7 @@ def kernel_move(encoder: nn.Module, locations: npt.ArrayLike) -> float:
     with torch.no_grad():
         for m in encoder.modules():
             if isinstance(m, LocCondConv3d):
-                w = torch.einsum("le,e...->l...", m.routing_weights(loc),
-                                 m.experts_weight).flatten(1)
+                w = m.kernels(loc).flatten(1)
                 mean = w.mean(0, keepdim=True)
                 moves.append(float(((w - mean).norm(dim=1) / mean.norm()).mean()))
     return float(np.mean(moves)) if moves else float("nan")
