@@ -78,6 +78,22 @@ def test_single_gpu_training_run(store: Path, tmp_path: Path) -> None:
     assert len(train) == 4 and all(math.isfinite(m["loss"]) for m in train)
 
 
+def test_amp_training_run_scales_float16_losses(tmp_path: Path) -> None:
+    """``amp`` on CUDA: float16 autocast with a gradient scaler whose state is checkpointed."""
+    from drasclr.train.checkpoint import latest_checkpoint
+    from drasclr.train.loop import read_metrics
+
+    store32 = make_synthetic_store(tmp_path / "store", 8, 16, 32, seed=1)
+    result = train_single_process(_config(amp=True), store32, tmp_path / "run")
+    assert result is not None
+    train = [m for m in read_metrics(tmp_path / "run") if m["event"] == "train"]
+    assert len(train) == 4 and all(math.isfinite(m["loss"]) for m in train)
+    ckpt = latest_checkpoint(tmp_path / "run" / "checkpoints")
+    assert ckpt is not None
+    sched = torch.load(ckpt / "model.pt", weights_only=True)["schedule"]
+    assert sched["scaler"]["scale"] > 0
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -111,6 +111,8 @@ class ScienceConfig(StageConfig):
         moco_shuffle_block_vox: the same for plain MoCo.
         queue_size: K (capped by the cohort for per-landmark queues).
         threads: torch threads for pretraining and extraction.
+        gpu: pretrain on the CUDA device (one per run; extraction and readouts stay on CPU).
+        amp: pretrain in mixed precision (:attr:`drasclr.train.config.PretrainConfig.amp`).
         bn_stats: BatchNorm statistics at feature extraction (``running`` or ``landmark``;
             default ``landmark``: it doubled trained encoders' patch probe in recipe round 2,
             docs/results.md).
@@ -162,6 +164,8 @@ class ScienceConfig(StageConfig):
     moco_shuffle_block_vox: int = 0
     queue_size: int = 4096
     threads: int = 2
+    gpu: bool = False
+    amp: bool = False
     bn_stats: str = "landmark"
     probe_repeats: int = 2
     image_repeats: int = 5
@@ -431,7 +435,7 @@ def method_config(cfg: ScienceConfig, name: str, seed: int, probe_file: Path) ->
         lr_warmup_steps=20, log_every=10, checkpoint_every=10**6, seed=seed,
         threads_per_worker=cfg.threads, probe_every=cfg.probe_every,
         probe_file=str(probe_file) if cfg.probe_every else "", run_name=slug(name),
-        input_map=cfg.input_map, translate_vox=cfg.translate_vox,
+        input_map=cfg.input_map, translate_vox=cfg.translate_vox, use_gpu=cfg.gpu, amp=cfg.amp,
         **{f: getattr(cfg, ("moco_" if over["model"] == "moco" else "drasclr_") + f)
            for f in PER_METHOD})
     return PretrainConfig(**{**base, **over})
@@ -925,7 +929,8 @@ def run_from_args(args: argparse.Namespace, say: Any = _silent) -> dict[str, Any
                         seeds=tuple(range(args.pretrain_seeds)), bn_stats=args.bn_stats,
                         **({"input_map": args.input_map} if args.input_map else {}),
                         drasclr_recipe=args.drasclr_recipe, budget_mode=args.budget_mode,
-                        translate_vox=args.translate_vox,
+                        translate_vox=args.translate_vox, threads=args.threads, gpu=args.gpu,
+                        amp=args.amp,
                         **{f"{m}_{f}": getattr(args, f"{m}_{f}")
                            for m in ("drasclr", "moco") for f in PER_METHOD},
                         **({"neighbour_warmup_share": args.neighbour_warmup_share}
@@ -988,5 +993,11 @@ def register(sub: Any) -> None:
     p.add_argument("--budget-mode", choices=BUDGET_MODES, default="time",
                    help="time: every run trains until its budget is spent (equal time); "
                         "calibrated: step counts from a step-time calibration")
+    p.add_argument("--threads", type=int, default=ScienceConfig.threads,
+                   help="CPU threads (torch and Ray) for preprocessing, pretraining, extraction")
+    p.add_argument("--gpu", action="store_true",
+                   help="pretrain on the CUDA device (issue 10 item 7; CPU is the default)")
+    p.add_argument("--amp", action="store_true",
+                   help="pretrain in mixed precision (float16 on GPU, bfloat16 on CPU)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(bench_run=run_from_args)

@@ -3,7 +3,8 @@
 Measured in one run and printed with the issue's targets:
 
 - full DrasCLR step (query, key, k neighbours, both losses, SGD, enqueue) samples/s with
-  Loc-CondConv vs static convolutions (target ratio >= 0.85);
+  Loc-CondConv vs static convolutions (target ratio >= 0.85), and with ``--amp`` each in mixed
+  precision too (the training loop's ``PretrainConfig.amp``);
 - feature extraction samples/s: the published per-sample loop, the mixed-location path (one
   subject's whole landmark set in one batch; target >= 1.5x loop), landmark-major batches with
   one shared kernel (target >= 0.9x static) and the static encoder;
@@ -120,7 +121,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                            "cuda_available": torch.cuda.is_available()}
     out["train_step"] = training_step_speed(
         batch_size=args.step_batch, queue_size=args.queue_size, steps=args.repeats,
-        threads=args.threads, device=args.device,
+        threads=args.threads, device=args.device, amp=(False, True) if args.amp else (False,),
     )
     out["extraction"] = encoder_forward_speed(
         batch_size=args.extract_batch, paths=("shared", "static", "auto", "loop"),
@@ -145,6 +146,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser("train", help="training step, feature extraction, data wait, queue memory")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--amp", action="store_true",
+                   help="also time the training step in mixed precision (float16 on CUDA, "
+                        "bfloat16 on CPU)")
     p.add_argument("--step-batch", dest="step_batch", type=int, default=32,
                    help="subjects per training step (default 32)")
     p.add_argument("--extract-batch", dest="extract_batch", type=int, default=581,

@@ -138,17 +138,24 @@ def print_science(res: dict[str, Any], args: argparse.Namespace) -> None:
     print(f"figure: {Path(args.out) / res['figure']}")
 
 
-def print_train(res: dict[str, Any], args: argparse.Namespace | None = None) -> None:
-    """``drasclr bench train``: step, extraction, data-wait and queue-memory figures."""
-    ts = res["train_step"]
-    print(f"threads {res['threads']}, device {res['device']}")
+def print_train_step(ts: dict[str, Any]) -> None:
+    """The training-step block of ``drasclr bench train``: every variant, the ratios."""
     print(f"\nfull DrasCLR training step (B={ts['batch_size']}, k={ts['neighbours']}):")
-    for c in ("loccondconv", "none"):
-        print(f"  {c:12s} {ts['samples_per_s'][c]:8.1f} samples/s   "
+    for c in ts["samples_per_s"]:
+        print(f"  {c:16s} {ts['samples_per_s'][c]:8.1f} samples/s   "
               f"{ts['samples_per_cpu_s'][c]:8.1f} samples/CPU-s")
     r_wall = ts["samples_per_s"]["loccondconv"] / ts["samples_per_s"]["none"]
     r_cpu = ts["samples_per_cpu_s"]["loccondconv"] / ts["samples_per_cpu_s"]["none"]
     print(f"  Loc-CondConv / static: {r_wall:.2f} wall, {r_cpu:.2f} CPU (target >= 0.85)")
+    if "amp_speedup" in ts:
+        amp = ", ".join(f"{c} {v:.2f}x" for c, v in ts["amp_speedup"].items())
+        print(f"  mixed precision speed-up (wall, float32 step time / amp step time): {amp}")
+
+
+def print_train(res: dict[str, Any], args: argparse.Namespace | None = None) -> None:
+    """``drasclr bench train``: step, extraction, data-wait and queue-memory figures."""
+    print(f"threads {res['threads']}, device {res['device']}")
+    print_train_step(res["train_step"])
     ex = res["extraction"]
     print(f"\nfeature extraction (B={ex['batch_size']}, encoder forward, no grad):")
     names = {"loop": "per-sample loop", "auto": "mixed-location (one subject, all landmarks)",

@@ -29,6 +29,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         overrides["use_gpu"] = True
     if args.deterministic:
         overrides["deterministic"] = True
+    if getattr(args, "amp", False):
+        overrides["amp"] = True
     return cfg.replace(**overrides) if overrides else cfg
 
 
@@ -93,6 +95,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpus-per-worker", dest="cpus_per_worker", type=float, default=None,
                    help="CPUs reserved per Ray Train worker (fractions allowed; default 1)")
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms")
+    p.add_argument("--amp", action="store_true",
+                   help="mixed precision training step (float16 on GPU, bfloat16 on CPU)")
     p.add_argument("--storage-path", dest="storage_path", default=None,
                    help="Ray Train storage (path or s3:// URI; default <out>/ray)")
     p.add_argument("--address", default=None, help="Ray cluster address (e.g. auto)")

@@ -215,19 +215,25 @@ def training_step_speed(
     threads: int | None = 2,
     device: str = "cpu",
     seed: int = 0,
+    amp: tuple[bool, ...] = (False,),
 ) -> dict[str, object]:
     """Throughput of full DrasCLR training steps at one landmark.
 
     One step: query, key and ``neighbours`` neighbour patches per subject; both losses; backward;
-    SGD step (momentum 0.9, weight decay 1e-4); enqueue. Augmentation excluded.
+    SGD step (momentum 0.9, weight decay 1e-4); enqueue. Augmentation excluded. With ``True`` in
+    ``amp`` each conditioning is also timed with the training loop's mixed precision
+    (:mod:`drasclr.train.precision`: float16 and loss scaling on CUDA, bfloat16 on CPU).
 
     Returns:
         ``{"batch_size", "neighbours", "threads", "seconds", "cpu_seconds", "samples_per_s",
-        "samples_per_cpu_s"}`` (per step, ``{conditioning: float}``) and the Loc-CondConv over
-        static step-time ratios (wall and CPU). A sample is one subject at the landmark
-        (1 query + 1 key + k neighbour patches).
+        "samples_per_cpu_s"}`` (per step, ``{variant: float}``; a variant is the conditioning's
+        name, with ``+amp`` appended for mixed precision), the Loc-CondConv over static
+        step-time ratios (wall and CPU, float32) and, when timed, ``amp_speedup`` (float32 over
+        mixed-precision step time, ``{conditioning: float}``). A sample is one subject at the
+        landmark (1 query + 1 key + k neighbour patches).
     """
     from drasclr.moco.model import DrasCLR  # local import: moco depends on nn
+    from drasclr.train.precision import StepScaler, autocast
 
     _setup(threads, seed)
     dev = torch.device(device)
@@ -237,7 +243,7 @@ def training_step_speed(
     k = torch.randn(batch_size, 1, p, p, p, device=dev)
     ngb = torch.randn(batch_size, neighbours, 1, p, p, p, device=dev)
 
-    def make_step(cond: Conditioning) -> Callable[[], None]:
+    def make_step(cond: Conditioning, mixed: bool) -> Callable[[], None]:
         torch.manual_seed(seed)
         model = DrasCLR.build(
             landmarks=range(8), conditioning=cond, queue_size=queue_size, seed=seed
@@ -246,23 +252,27 @@ def training_step_speed(
             [w for w in model.parameters() if w.requires_grad],
             lr=0.01, momentum=0.9, weight_decay=1e-4,
         )
+        scaler = StepScaler(dev, mixed)
 
         def step() -> None:
-            out = model(q, k, ngb, locs[0], locs[1:], landmark=3)
+            with autocast(dev, mixed):
+                out = model(q, k, ngb, locs[0], locs[1:], landmark=3)
             opt.zero_grad(set_to_none=True)
-            out["loss"].backward()
-            opt.step()
+            scaler.backward(out["loss"])
+            scaler.step(opt)
             model.enqueue(3, out["keys"])
 
         return step
 
-    timings = best_seconds_interleaved({c: make_step(c) for c in conditionings}, repeats=steps)
+    variants = {(f"{c}+amp" if m else c): (c, m) for m in amp for c in conditionings}
+    timings = best_seconds_interleaved(
+        {name: make_step(c, m) for name, (c, m) in variants.items()}, repeats=steps)
     rates = _rates(batch_size, timings)
     ratio = ratio_cpu = None
     if "loccondconv" in timings and "none" in timings:
         ratio = timings["loccondconv"][0] / timings["none"][0]
         ratio_cpu = timings["loccondconv"][1] / timings["none"][1]
-    return {
+    result: dict[str, object] = {
         "batch_size": batch_size,
         "neighbours": neighbours,
         "threads": torch.get_num_threads(),
@@ -270,3 +280,7 @@ def training_step_speed(
         "step_time_ratio_loccondconv_over_static": ratio,
         "step_cpu_time_ratio_loccondconv_over_static": ratio_cpu,
     }
+    if False in amp and True in amp:
+        result["amp_speedup"] = {c: timings[c][0] / timings[f"{c}+amp"][0]
+                                 for c in conditionings}
+    return result

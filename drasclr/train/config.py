@@ -117,6 +117,9 @@ class PretrainConfig(StageConfig):
         threads_per_worker: torch intra-op threads per worker (0 = leave torch's default).
         use_gpu: one GPU per worker, NCCL; otherwise gloo on CPU.
         deterministic: ``torch.use_deterministic_algorithms(True)`` (bit-reproducible resume).
+        amp: mixed precision for the training step's forward passes and losses (float16 with
+            loss scaling on CUDA, bfloat16 on CPU; weights, optimizer and queues stay float32).
+            Feature extraction and the training-time probe always run in float32.
         augment: apply the official augmentation (off only for tests/benchmarks).
         prefetch: batches the background loader thread reads ahead.
         max_failures: worker-group restarts Ray Train attempts after a failure.
@@ -203,6 +206,7 @@ class PretrainConfig(StageConfig):
     threads_per_worker: int = 0
     use_gpu: bool = False
     deterministic: bool = False
+    amp: bool = False
     augment: bool = True
     prefetch: int = 4
     max_failures: int = 3

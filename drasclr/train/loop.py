@@ -48,6 +48,7 @@ from drasclr.train.checkpoint import (
 )
 from drasclr.train.config import PretrainConfig, new_encoder
 from drasclr.train.loader import LandmarkBatch, LandmarkBatchSampler, PatchLoader
+from drasclr.train.precision import StepScaler, autocast
 
 METRICS_FILE = "metrics.jsonl"
 NAN_DIAGNOSTIC_FILE = "nonfinite_loss.json"
@@ -433,6 +434,7 @@ def train_worker(
                         num_subjects=store.num_subjects).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(config, params)
+    scaler = StepScaler(device, config.amp)
     gen = torch.Generator(device=device).manual_seed(config.seed * 7919 + ctx.rank + 1)
     torch.manual_seed(config.seed * 104729 + ctx.rank)
     aug_params = config.augment_params
@@ -451,6 +453,7 @@ def train_worker(
         state.update({f"memory_bank.{k_}": v for k_, v in own["memory_bank"].items()})
         model.load_state_dict(state)
         optimizer.load_state_dict(shared["optimizer"])
+        scaler.load_state_dict(sched.get("scaler", {}))
         start = int(sched["step"])
         carried = float(sched.get("elapsed_s", 0.0))
         _set_rng_state(own["rng"], gen, device)
@@ -546,12 +549,13 @@ def train_worker(
             if config.neighbour_bank and beta:  # the neighbour contrast reads the neighbours' queues
                 local_ngb["neighbour_landmarks"] = table[
                     spec.landmark, : config.neighbours].tolist()
-            out_step = train_model(
-                query, key, ngb, loc, nlocs, landmark=spec.landmark, neighbour_weight=beta,
-                subjects=subjects, **local_ngb,
-            )
+            with autocast(device, config.amp):
+                out_step = train_model(
+                    query, key, ngb, loc, nlocs, landmark=spec.landmark, neighbour_weight=beta,
+                    subjects=subjects, **local_ngb,
+                )
             optimizer.zero_grad(set_to_none=True)
-            out_step["loss"].backward()
+            scaler.backward(out_step["loss"])
             if budget:
                 elapsed = elapsed_seconds(began, carried, ctx.distributed, device)
                 lr = learning_rate(config, step, n_total, elapsed / budget)
@@ -579,10 +583,11 @@ def train_worker(
 
                         atomic_write_text(out / NAN_DIAGNOSTIC_FILE, json.dumps(diag, indent=1))
                     raise NonFiniteLossError(diag)
+                scaler.unscale(optimizer)
                 grads = [p.grad.detach() for p in params if p.grad is not None]
                 last_grad_norm = float(
                     torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
-            optimizer.step()
+            scaler.step(optimizer)
             model.enqueue(spec.landmark, out_step["keys"], subjects)
             if "neighbour_keys" in out_step:
                 for i, lm in enumerate(spec.neighbours.tolist()):
@@ -621,7 +626,7 @@ def train_worker(
                 if not budget:
                     elapsed = elapsed_seconds(began, carried, False, device)
                 _checkpoint(model, optimizer, loader, gen, device, ctx, step, n_total, elapsed,
-                            last)
+                            last, scaler)
             if ctx.fault and ctx.rank == int(ctx.fault["rank"]) and step == int(ctx.fault["step"]):
                 marker = Path(ctx.fault["marker"])
                 if not marker.exists():
@@ -658,6 +663,7 @@ def _checkpoint(
     n_total: int,
     elapsed: float,
     metrics: dict[str, Any],
+    scaler: StepScaler,
 ) -> None:
     """Write this rank's files into a fresh directory and publish it."""
     if ctx.publish is None:
@@ -677,7 +683,7 @@ def _checkpoint(
                     "model": _model_state(model),
                     "optimizer": optimizer.state_dict(),
                     "schedule": {"step": step, "total_steps": n_total,
-                                 "elapsed_s": elapsed},
+                                 "elapsed_s": elapsed, "scaler": scaler.state_dict()},
                 },
                 {"step": step, "epoch": loader.state_dict()["epoch"],
                  "world_size": ctx.world_size, "metrics": metrics},
@@ -706,8 +712,9 @@ class _Window:
         b = q.shape[0]
         gram = q @ q.t()
         between = (gram.sum() - gram.diagonal().sum()) / max(b * (b - 1), 1)
-        vals = torch.stack([out["loss"].detach(), out["local_loss"], out["neighbour_loss"],
-                            out["top1"], out["negatives"].to(q.dtype), between]).double()
+        vals = torch.stack([v.detach().double() for v in (  # mixed precision: mixed dtypes
+            out["loss"], out["local_loss"], out["neighbour_loss"], out["top1"], out["negatives"],
+            between)])
         bad = (~torch.isfinite(out["loss"].detach())).double()
         self.sums = vals if self.sums is None else self.sums + vals
         self.nonfinite = bad if self.nonfinite is None else self.nonfinite + bad

@@ -201,8 +201,15 @@ def train_single_process(
 
     Returns:
         The result, or None when stopped early by ``stop_after``.
+
+    Raises:
+        PretrainError: ``use_gpu`` is set and no CUDA device is visible (before anything is
+            written).
     """
     t0 = time.perf_counter()
+    if device is None and config.use_gpu and not torch.cuda.is_available():
+        raise PretrainError(f"{out}: use_gpu is set but torch sees no CUDA device "
+                            f"(torch {torch.__version__}); drop --gpu to train on the CPU")
     config = config.replace(workers=1)
     out = Path(out)
     patch_store = PatchStore(store)

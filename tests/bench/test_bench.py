@@ -23,6 +23,25 @@ def test_kernels_bench_measures_each_kernel(capsys: pytest.CaptureFixture[str]) 
     assert "landmark grid" in out and "cut 575 patches" in out and "target <" in out
 
 
+def test_training_step_bench_times_each_conditioning_in_both_precisions(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Four variants timed in one run (bfloat16 on this CPU), printed with the speed-up."""
+    from drasclr.commands.bench import print_train_step
+    from drasclr.nn.speed import training_step_speed
+
+    ts = training_step_speed(batch_size=2, neighbours=1, queue_size=16, steps=1, threads=1,
+                             amp=(False, True))
+    variants = {"loccondconv", "none", "loccondconv+amp", "none+amp"}
+    assert set(ts["samples_per_s"]) == variants and set(ts["seconds"]) == variants
+    assert all(v > 0 for v in ts["samples_per_s"].values())
+    speedup = ts["amp_speedup"]
+    for c in ("loccondconv", "none"):
+        assert speedup[c] == pytest.approx(ts["seconds"][c] / ts["seconds"][f"{c}+amp"])
+    print_train_step(ts)
+    out = capsys.readouterr().out
+    assert "loccondconv+amp" in out and "mixed precision speed-up" in out
+
+
 def test_queue_memory_is_the_real_allocation_of_two_workers() -> None:
     """Each rank's process RSS grows by its bank's size: measured, not the formula restated."""
     from drasclr.bench.train import queue_memory

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from drasclr.bench.science import (
     BASELINES,
@@ -165,6 +166,33 @@ def test_every_trained_method_gets_the_benchmarks_translation(
     science.run_from_args(build_parser().parse_args(
         ["bench", "science", "--out", str(tmp_path), "--translate-vox", "6"]))
     assert seen["cfg"].translate_vox == 6.0
+
+
+def test_gpu_amp_and_threads_reach_every_trained_method(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--gpu --amp --threads`` (issue 10 item 7) set every trained method's device and
+    precision; without a CUDA device a GPU run stops with a clear error before writing."""
+    from drasclr.bench import science
+    from drasclr.bench.science import method_config
+    from drasclr.cli import build_parser
+    from drasclr.train.run import PretrainError, train_single_process
+
+    seen = {}
+    monkeypatch.setattr(science, "run_science", lambda out, cfg, **kw: seen.setdefault("cfg", cfg))
+    science.run_from_args(build_parser().parse_args(
+        ["bench", "science", "--out", str(tmp_path), "--gpu", "--amp", "--threads", "16"]))
+    cfg = seen["cfg"]
+    assert (cfg.gpu, cfg.amp, cfg.threads) == (True, True, 16)
+    pcs = [method_config(cfg, n, 0, tmp_path / "p.npz") for n in SCIENCE_METHODS]
+    trained = [pc for pc in pcs if pc is not None]
+    assert len(trained) == 3
+    assert all(pc.use_gpu and pc.amp and pc.threads_per_worker == 16 for pc in trained)
+    default = [method_config(ScienceConfig(), n, 0, tmp_path / "p.npz") for n in SCIENCE_METHODS]
+    assert not any(pc.use_gpu or pc.amp for pc in default if pc is not None)
+    if not torch.cuda.is_available():
+        with pytest.raises(PretrainError, match="use_gpu is set but torch sees no CUDA"):
+            train_single_process(trained[0], tmp_path / "no-store", tmp_path / "run")
+        assert not (tmp_path / "run").exists()
 
 
 def test_each_method_gets_its_own_momentum_temperature_and_nearest_key_weight(
