@@ -47,7 +47,8 @@ __all__ = [
 METHODS: dict[str, tuple[dict[str, Any] | None, dict[str, Any]]] = {
     "DrasCLR": ({"model": "drasclr", "neighbours": 2}, {}),
     "DrasCLR (no neighbour loss)": ({"model": "drasclr", "neighbours": 0}, {}),
-    "plain MoCo": ({"model": "moco", "conditioning": "none", "neighbours": 0}, {}),
+    "plain MoCo": ({"model": "moco", "conditioning": "none", "neighbours": 0,
+                    "batch_mode": "mixed"}, {}),
     "random encoder": (None, {}),
     "DrasCLR (random locations)": ({"model": "drasclr", "neighbours": 2},
                                    {"random_locations": True}),

@@ -48,6 +48,11 @@ def test_configs_and_refusing_another_run(tmp_path: Path) -> None:
     assert demo.drasclr_recipe == "paired" and PipelineConfig().drasclr_recipe == "paper"
     assert PipelineConfig().drasclr_momentum == 0.99
     assert _pretrain_config(PipelineConfig(), METHODS["plain MoCo"][0], "m").momentum == 0.99
+    # plain MoCo draws mixed batches; every DrasCLR variant one landmark a batch (prereg28.md)
+    modes = {m: _pretrain_config(demo, over, m).batch_mode
+             for m, (over, _) in METHODS.items() if over is not None}
+    assert modes == {"DrasCLR": "landmark", "DrasCLR (no neighbour loss)": "landmark",
+                     "plain MoCo": "mixed", "DrasCLR (random locations)": "landmark"}
     with pytest.raises(ConfigError, match="moco_momentum"):
         PipelineConfig(moco_momentum=1.0)
     with pytest.raises(ConfigError, match="methods"):

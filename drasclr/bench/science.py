@@ -50,11 +50,14 @@ from drasclr.imaging.intensity import INPUT_MAPS
 from drasclr.train.recipes import DRASCLR_RECIPES, check_recipe, recipe_overrides
 
 #: Method -> pretraining overrides (None: the untrained encoder of the same seed). DrasCLR's and
-#: its ablation's batches come from the recipe (:data:`DRASCLR_RECIPES`, :func:`method_overrides`).
+#: its ablation's batches come from the recipe (:data:`DRASCLR_RECIPES`, :func:`method_overrides`);
+#: plain MoCo draws mixed batches of random (landmark, subject) patches (since session 28,
+#: docs/experiments/prereg28.md; before, it trained on DrasCLR's one-landmark batches).
 SCIENCE_METHODS: dict[str, dict[str, Any] | None] = {
     "DrasCLR": {"model": "drasclr"},
     "DrasCLR (no neighbour loss)": {"model": "drasclr"},
-    "plain MoCo": {"model": "moco", "conditioning": "none", "neighbours": 0},
+    "plain MoCo": {"model": "moco", "conditioning": "none", "neighbours": 0,
+                   "batch_mode": "mixed"},
     "random encoder": None,
 }
 #: Metrics that science.json always carries (NaN where a metric does not apply).

@@ -442,6 +442,27 @@ class PatchStore:
         self._check(lms, idx)
         return self._reader.read(lms, idx)
 
+    def read_pairs(
+        self, landmarks: Sequence[int] | npt.ArrayLike, store_indices: Sequence[int] | npt.ArrayLike
+    ) -> npt.NDArray[np.int16]:
+        """Patches of (landmark, subject) pairs, e.g. a batch of random patches.
+
+        Reads each landmark's subjects together (one read per distinct landmark).
+
+        Returns:
+            (n, P, P, P) int16 HU; row i is landmark ``landmarks[i]`` of ``store_indices[i]``.
+        """
+        lms = np.asarray(landmarks, dtype=np.int64).reshape(-1)
+        idx = np.asarray(store_indices, dtype=np.int64).reshape(-1)
+        if lms.shape != idx.shape:
+            raise ValueError(f"{len(lms)} landmarks but {len(idx)} store indices")
+        P = self.patch_size
+        out = np.empty((len(lms), P, P, P), dtype=np.int16)
+        for j in np.unique(lms):
+            rows = np.flatnonzero(lms == j)
+            out[rows] = self.read_landmark_batch(int(j), idx[rows])
+        return out
+
     def read_landmark_batch(
         self, landmark: int, store_indices: Sequence[int] | npt.ArrayLike
     ) -> npt.NDArray[np.int16]:

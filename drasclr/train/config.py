@@ -17,10 +17,13 @@ if TYPE_CHECKING:
 
     from drasclr.imaging.augment import AugmentParams
     from drasclr.store.reader import PatchStore
+    from drasclr.train.loader import LandmarkBatchSampler, MixedBatchSampler
 
 ModelKind = Literal["drasclr", "moco"]
 OptimizerKind = Literal["sgd", "adamw"]
 CONFIG_FILE = "pretrain_config.yaml"
+#: How a step's batch is drawn (``PretrainConfig.batch_mode``).
+BATCH_MODES: tuple[str, ...] = ("landmark", "mixed")
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,11 @@ class PretrainConfig(StageConfig):
     Attributes:
         model: ``drasclr`` (per-landmark queues, neighbour loss) or ``moco`` (plain MoCo: one
             global queue, static convolutions, no neighbour loss).
+        batch_mode: ``landmark`` (one landmark x B subjects a step, with the k neighbours'
+            patches: DrasCLR's same-landmark contrast) or ``mixed`` (B random (landmark,
+            subject) patches from the whole lung, :class:`drasclr.train.loader.MixedBatchSampler`:
+            plain MoCo's batches, whose in-batch negatives then pair no anatomy; needs
+            ``model: moco``).
         conditioning: encoder conditioning (``loccondconv``, ``none``, ``concat``, ``hypernet``);
             ``moco`` needs ``none``.
         experts: E, experts per Loc-CondConv layer.
@@ -170,6 +178,7 @@ class PretrainConfig(StageConfig):
     stage: ClassVar[str] = "pretrain"
 
     model: ModelKind = "drasclr"
+    batch_mode: str = "landmark"
     conditioning: str = "loccondconv"
     experts: int = 8
     dim: int = 128
@@ -242,6 +251,11 @@ class PretrainConfig(StageConfig):
             self.model != "moco" or self.conditioning == "none", s, "conditioning",
             "plain MoCo ('model: moco') uses static convolutions: set conditioning to 'none'",
         )
+        check(self.batch_mode in BATCH_MODES, s, "batch_mode",
+              f"must be one of {list(BATCH_MODES)}, got {self.batch_mode!r}")
+        check(self.batch_mode == "landmark" or (self.model == "moco" and self.neighbours == 0),
+              s, "batch_mode", "'mixed' batches are plain MoCo's: they need model 'moco' and "
+              "neighbours 0 (DrasCLR's contrast and neighbour loss need one landmark a batch)")
         check(self.experts >= 1, s, "experts", f"must be >= 1, got {self.experts}")
         check(self.dim >= 1, s, "dim", f"must be >= 1, got {self.dim}")
         check(self.queue_size >= 1, s, "queue_size", f"must be >= 1, got {self.queue_size}")
@@ -356,6 +370,21 @@ class PretrainConfig(StageConfig):
         from drasclr.imaging.atlas import neighbour_table
 
         return neighbour_table(store.landmarks, max(1, self.neighbours), self.neighbour_min_mm)
+
+    def batch_sampler(
+        self, store: PatchStore, rank: int = 0, world_size: int = 1
+    ) -> LandmarkBatchSampler | MixedBatchSampler:
+        """The batch sequence of worker ``rank`` of ``world_size`` (:attr:`batch_mode`).
+
+        Raises:
+            LoaderError: the store cannot feed the batch size, workers or neighbours.
+        """
+        from drasclr.train.loader import LandmarkBatchSampler, MixedBatchSampler
+
+        if self.batch_mode == "mixed":
+            return MixedBatchSampler(store.valid, self.batch_size, rank, world_size, self.seed)
+        return LandmarkBatchSampler(store.valid, self.neighbour_landmarks(store), self.batch_size,
+                                    self.neighbour_patches, rank, world_size, self.seed)
 
     @property
     def neighbour_bank(self) -> bool:

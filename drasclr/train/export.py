@@ -199,8 +199,10 @@ def model_card(enc_cfg: dict[str, Any]) -> str:
         "",
         "## Settings",
         (f"- {tr['steps']} steps on {tr['world_size']} worker(s); batch {cfg['batch_size']} "
-        f"subjects x 1 landmark (+{cfg['neighbours'] if cfg['model'] == 'drasclr' else 0} "
-        "neighbours) per worker"),
+        + ("random (landmark, subject) patches (mixed batches)"
+           if cfg.get("batch_mode", "landmark") == "mixed" else
+           f"subjects x 1 landmark (+{cfg['neighbours'] if cfg['model'] == 'drasclr' else 0} "
+           "neighbours)") + " per worker"),
         (f"- SGD lr {cfg['lr']} (cosine), momentum {cfg['sgd_momentum']}, weight decay "
         f"{cfg['weight_decay']}; tau {cfg['temperature']}, m {cfg['momentum']}, "
         f"K {cfg['queue_size']}, D {cfg['dim']}, experts {cfg['experts']}, "

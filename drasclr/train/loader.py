@@ -13,6 +13,10 @@ Every rank runs the same number of steps per epoch (the largest rank's batch cou
 cycle through their shuffled batches again), so DDP collectives line up. The loader's position is therefore just
 ``(epoch, step)`` plus that seed — :meth:`PatchLoader.state_dict` — and a restored loader continues
 the same stream regardless of how far its prefetch thread had read.
+
+Plain MoCo trains on mixed batches instead (:class:`MixedBatchSampler`): B random (landmark,
+subject) patches from the whole lung, as random crops would give, so its contrast pairs no
+anatomy. Its position is the same ``(epoch, step)`` plus seed.
 """
 
 from __future__ import annotations
@@ -58,9 +62,12 @@ class BatchSpec:
     Attributes:
         step: global 0-based step index.
         epoch: epoch of the step.
-        landmark: global landmark id ``j``.
+        landmark: global landmark id ``j`` (-1 for a mixed batch).
         neighbours: (k,) global ids of ``j``'s nearest landmarks, nearest first.
-        store_indices: (B,) store indices of the batch's subjects, ascending.
+        store_indices: (B,) store indices of the batch's subjects, ascending (a mixed batch: in
+            the order drawn).
+        row_landmarks: (B,) landmark of each row of a mixed batch (:class:`MixedBatchSampler`);
+            None for a one-landmark batch.
     """
 
     step: int
@@ -68,6 +75,7 @@ class BatchSpec:
     landmark: int
     neighbours: npt.NDArray[np.int64]
     store_indices: npt.NDArray[np.int64]
+    row_landmarks: npt.NDArray[np.int64] | None = None
 
 
 @dataclass(frozen=True)
@@ -77,7 +85,8 @@ class LandmarkBatch:
     Attributes:
         spec: what was read.
         patches: (1 + k, B, P, P, P) int16 HU tensor; row 0 is the landmark, rows 1.. its
-            neighbours in ``spec.neighbours`` order; column b is subject ``spec.store_indices[b]``.
+            neighbours in ``spec.neighbours`` order; column b is subject ``spec.store_indices[b]``
+            (of a mixed batch: at landmark ``spec.row_landmarks[b]``, and k = 0).
     """
 
     spec: BatchSpec
@@ -173,6 +182,74 @@ class LandmarkBatchSampler:
         return BatchSpec(step, epoch, landmark, self.neighbour_table[landmark].copy(), subjects)
 
 
+class MixedBatchSampler:
+    """Batches of B random (landmark, subject) patches from the whole lung (plain MoCo's).
+
+    The contrast of plain MoCo does not pair anatomy: a batch mixes locations and subjects, as
+    random crops would. Epoch ``e`` shuffles every valid (landmark, subject) patch of the store
+    with ``(seed, e, world_size)``, rank ``r`` takes every ``world_size``-th patch from ``r`` on,
+    and cuts its share into full batches (the remainder is dropped). The interface is
+    :class:`LandmarkBatchSampler`'s with k = 0; every rank sees every landmark.
+
+    Args:
+        valid: (L, S_cap) bool, patch inside the field of view of a committed subject.
+        batch_size: B, patches per batch.
+        rank: this worker's rank.
+        world_size: number of workers N.
+        seed: run seed.
+
+    Raises:
+        LoaderError: a rank without a single full batch.
+    """
+
+    def __init__(
+        self,
+        valid: npt.NDArray[np.bool_],
+        batch_size: int,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+    ) -> None:
+        valid = np.asarray(valid, dtype=bool)
+        self.batch_size = int(batch_size)
+        self.k = 0
+        self.rank, self.world_size, self.seed = int(rank), int(world_size), int(seed)
+        self.neighbour_table = np.zeros((valid.shape[0], 0), dtype=np.int64)
+        self._valid = valid
+        self._pairs = np.argwhere(valid).astype(np.int64)  # (n, 2): landmark, store index
+        share = len(self._pairs) // max(self.world_size, 1)
+        self.steps_per_epoch = share // self.batch_size
+        if self.steps_per_epoch == 0:
+            raise LoaderError(
+                f"{len(self._pairs)} valid patches give worker(s) of {world_size} no full batch "
+                f"of {batch_size}; lower the batch size or the number of workers")
+        self.landmarks = np.flatnonzero(valid.any(axis=1)).astype(np.int64)
+        self.batches_per_rank = (self.steps_per_epoch,) * self.world_size
+        self._cached: tuple[int, npt.NDArray[np.int64]] | None = None
+
+    def eligible_subjects(self, landmark: int) -> npt.NDArray[np.int64]:
+        """Store indices valid at ``landmark``."""
+        return np.flatnonzero(self._valid[int(landmark)]).astype(np.int64)
+
+    def epoch_plan(self, epoch: int) -> npt.NDArray[np.int64]:
+        """This rank's batches of an epoch: (steps_per_epoch, B, 2) (landmark, store index)."""
+        if self._cached is not None and self._cached[0] == epoch:
+            return self._cached[1]
+        rng = np.random.default_rng([self.seed, epoch, self.world_size, 1])
+        order = rng.permutation(len(self._pairs))[self.rank :: self.world_size]
+        n = self.steps_per_epoch * self.batch_size
+        plan = self._pairs[order[:n]].reshape(self.steps_per_epoch, self.batch_size, 2)
+        self._cached = (epoch, plan)
+        return plan
+
+    def spec(self, step: int) -> BatchSpec:
+        """The batch of global step ``step`` (0-based)."""
+        epoch, within = divmod(int(step), self.steps_per_epoch)
+        rows = self.epoch_plan(epoch)[within]
+        return BatchSpec(step, epoch, -1, np.zeros(0, dtype=np.int64), rows[:, 1].copy(),
+                         row_landmarks=rows[:, 0].copy())
+
+
 class PatchLoader:
     """Iterates :class:`LandmarkBatch` es of one rank, reading ahead in a background thread.
 
@@ -190,7 +267,7 @@ class PatchLoader:
     def __init__(
         self,
         store: PatchStore,
-        sampler: LandmarkBatchSampler,
+        sampler: LandmarkBatchSampler | MixedBatchSampler,
         start_step: int = 0,
         prefetch: int = 4,
         pin_memory: bool = False,
@@ -242,8 +319,12 @@ class PatchLoader:
     # -- reading ---------------------------------------------------------------------------
     def read(self, spec: BatchSpec) -> LandmarkBatch:
         """Read one batch synchronously."""
-        lms = np.concatenate([[spec.landmark], spec.neighbours]).astype(np.int64)
-        patches = torch.from_numpy(self.store.read_landmarks_batch(lms, spec.store_indices))
+        if spec.row_landmarks is not None:  # a mixed batch
+            hu = self.store.read_pairs(spec.row_landmarks, spec.store_indices)[None]
+        else:
+            lms = np.concatenate([[spec.landmark], spec.neighbours]).astype(np.int64)
+            hu = self.store.read_landmarks_batch(lms, spec.store_indices)
+        patches = torch.from_numpy(hu)
         if self.pin_memory:
             patches = patches.pin_memory()
         return LandmarkBatch(spec, patches)

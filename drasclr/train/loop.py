@@ -47,7 +47,12 @@ from drasclr.train.checkpoint import (
     save_rank_state,
 )
 from drasclr.train.config import PretrainConfig, new_encoder
-from drasclr.train.loader import LandmarkBatch, LandmarkBatchSampler, PatchLoader
+from drasclr.train.loader import (
+    LandmarkBatch,
+    LandmarkBatchSampler,
+    MixedBatchSampler,
+    PatchLoader,
+)
 from drasclr.train.precision import StepScaler, autocast
 
 METRICS_FILE = "metrics.jsonl"
@@ -136,7 +141,7 @@ def build_model(
 def prefill_queues(
     model: DrasCLR,
     store: PatchStore,
-    sampler: LandmarkBatchSampler,
+    sampler: LandmarkBatchSampler | MixedBatchSampler,
     locations: Tensor,
     gen: torch.Generator,
     aug_params: AugmentParams,
@@ -165,10 +170,9 @@ def prefill_queues(
         else:
             pool = rng.permutation(sampler.eligible_subjects(int(row)))[: bank.size]
             pairs = np.stack([np.full(len(pool), int(row)), pool], axis=1)
-        parts = [(int(j), np.sort(pairs[pairs[:, 0] == j, 1])) for j in np.unique(pairs[:, 0])]
-        hu = np.concatenate([store.read_landmark_batch(j, subj) for j, subj in parts])  # a read
-        lms = np.concatenate([np.full(len(subj), j) for j, subj in parts])  # per landmark
-        subj = np.concatenate([subj for _, subj in parts])
+        pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]  # by landmark, then subject
+        lms, subj = pairs[:, 0], pairs[:, 1]
+        hu = store.read_pairs(lms, subj)
         mix = rng.permutation(len(subj))  # batches of mixed landmarks (per-sample locations)
         starts = list(range(0, len(mix), batch_size))
         if len(starts) > 1 and len(mix) - starts[-1] < 2:
@@ -184,7 +188,8 @@ def prefill_queues(
 
 
 def _random_subjects(
-    sampler: LandmarkBatchSampler, landmarks: np.ndarray, rng: np.random.Generator
+    sampler: LandmarkBatchSampler | MixedBatchSampler, landmarks: np.ndarray,
+    rng: np.random.Generator,
 ) -> np.ndarray:
     """One random eligible subject per entry of ``landmarks`` (vectorised per unique landmark)."""
     out = np.empty(len(landmarks), dtype=np.int64)
@@ -424,9 +429,7 @@ def train_worker(
     store = PatchStore(store_path)
     k = config.neighbour_patches
     table = config.neighbour_landmarks(store)
-    sampler = LandmarkBatchSampler(
-        store.valid, table, config.batch_size, k, ctx.rank, ctx.world_size, config.seed
-    )
+    sampler = config.batch_sampler(store, ctx.rank, ctx.world_size)
     n_total = total_steps(config, sampler.steps_per_epoch)
     locations = torch.as_tensor(store.landmarks_norm, dtype=torch.float32, device=device)
 
@@ -540,7 +543,8 @@ def train_worker(
                 if config.neighbour_local_weight:
                     flat = augment(x[1:].reshape(k * b, *x.shape[2:]), gen, aug_params)
                     nkey = flat.view(k, b, *x.shape[2:]).transpose(0, 1)
-            loc = locations[spec.landmark]
+            loc = (locations[spec.landmark] if spec.row_landmarks is None  # mixed: per row
+                   else locations[torch.as_tensor(spec.row_landmarks, device=device)])
             nlocs = (locations[torch.as_tensor(spec.neighbours, device=device)]
                      if ngb is not None else None)
             local_ngb: dict[str, Any] = {} if nkey is None else {

@@ -46,7 +46,6 @@ from drasclr.train.checkpoint import (
 )
 from drasclr.train.config import CONFIG_FILE, PretrainConfig
 from drasclr.train.export import export_encoder, write_result
-from drasclr.train.loader import LandmarkBatchSampler
 from drasclr.train.loop import (
     NAN_DIAGNOSTIC_FILE,
     NonFiniteLossError,
@@ -93,11 +92,7 @@ def check_setup(config: PretrainConfig, store: PatchStore) -> int:
     Raises:
         LoaderError: too few landmarks/subjects for the workers, batch size or neighbours.
     """
-    k = config.neighbour_patches
-    sampler = LandmarkBatchSampler(
-        store.valid, config.neighbour_landmarks(store), config.batch_size, k, 0, config.workers,
-        config.seed,
-    )
+    sampler = config.batch_sampler(store, 0, config.workers)
     return total_steps(config, sampler.steps_per_epoch)
 
 

@@ -215,6 +215,9 @@ def test_each_method_gets_its_own_momentum_temperature_and_nearest_key_weight(
     assert per_method(ScienceConfig()) == {
         "DrasCLR": (0.95, 0.2, 0.0, 0), "DrasCLR (no neighbour loss)": (0.95, 0.2, 0.0, 0),
         "plain MoCo": (0.99, 0.5, 0.0, 0)}
+    modes = {n: method_config(ScienceConfig(), n, 0, tmp_path / "p.npz") for n in SCIENCE_METHODS}
+    assert {n: pc.batch_mode for n, pc in modes.items() if pc is not None} == {
+        "DrasCLR": "landmark", "DrasCLR (no neighbour loss)": "landmark", "plain MoCo": "mixed"}
     cfg = ScienceConfig(drasclr_momentum=0.9, moco_momentum=0.999, drasclr_temperature=0.5,
                         moco_temperature=0.3, drasclr_nn_positive_weight=0.5,
                         moco_nn_positive_weight=0.25, drasclr_shuffle_block_vox=4,
