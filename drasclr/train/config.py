@@ -36,8 +36,8 @@ class PretrainConfig(StageConfig):
         batch_mode: ``landmark`` (one landmark x B subjects a step, with the k neighbours'
             patches: DrasCLR's same-landmark contrast) or ``mixed`` (B random (landmark,
             subject) patches from the whole lung, :class:`drasclr.train.loader.MixedBatchSampler`:
-            plain MoCo's batches, whose in-batch negatives then pair no anatomy; needs
-            ``model: moco``).
+            plain MoCo's batches, as random crops would give: its BatchNorm statistics and
+            queue then mix locations; needs ``model: moco``).
         conditioning: encoder conditioning (``loccondconv``, ``none``, ``concat``, ``hypernet``);
             ``moco`` needs ``none``.
         experts: E, experts per Loc-CondConv layer.
