@@ -82,12 +82,16 @@ def test_pretrain_time_budget_option_sets_the_config() -> None:
         ["--store", "s", "--out", "o"])).time_budget_s == 0.0
 
 
-def test_pretrain_amp_option_sets_the_config() -> None:
+def test_pretrain_amp_and_batch_mode_options_set_the_config() -> None:
     from drasclr.commands.pretrain import config_from_args
 
     parse = PARSERS["drasclr pretrain"].parse_args
     assert config_from_args(parse(["--store", "s", "--out", "o", "--amp"])).amp is True
     assert config_from_args(parse(["--store", "s", "--out", "o"])).amp is False
+    moco = config_from_args(parse(["--store", "s", "--out", "o", "--model", "moco",
+                                   "--conditioning", "none", "--neighbours", "0",
+                                   "--batch-mode", "mixed"]))
+    assert (moco.model, moco.batch_mode) == ("moco", "mixed")
 
 
 def test_bench_science_defaults_are_the_configs() -> None:

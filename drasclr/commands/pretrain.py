@@ -15,7 +15,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
     cfg = PretrainConfig.load(args.config) if args.config else PretrainConfig()
     overrides: dict[str, Any] = {}
     for name in ("workers", "steps", "epochs", "batch_size", "lr", "seed", "checkpoint_every",
-                 "queue_size", "neighbours", "conditioning", "model", "cpus_per_worker"):
+                 "queue_size", "neighbours", "conditioning", "model", "cpus_per_worker",
+                 "batch_mode"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
@@ -90,6 +91,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--conditioning", default=None,
                    help="loccondconv (default) | none | concat | hypernet")
     p.add_argument("--model", default=None, help="drasclr (default) | moco")
+    p.add_argument("--batch-mode", dest="batch_mode", choices=("landmark", "mixed"),
+                   default=None, help="landmark: one landmark x B subjects a step (default); "
+                                      "mixed: B random (landmark, subject) patches (plain MoCo)")
     p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=None,
                    help="optimizer steps between checkpoints (default 500; one at the end too)")
     p.add_argument("--cpus-per-worker", dest="cpus_per_worker", type=float, default=None,
