@@ -36,6 +36,8 @@ rng = np.random.default_rng(7)  # the harness's evaluation landmarks (recipe_pro
 lms = np.sort(rng.choice(np.unique(truth.landmark), 40, replace=False))
 rows = truth[truth.landmark.isin(lms) & truth.valid & (truth.lung_fraction >= 0.5)]
 rows = rows.sort_values(["landmark", "store_index"]).reset_index(drop=True)
+lms = np.array([j for j in lms if (rows.landmark == j).sum() >= 2])  # as recipe_probe.py
+rows = rows[rows.landmark.isin(lms)].reset_index(drop=True)
 locs = np.asarray(store.landmarks_norm, dtype=np.float32)
 hu = {int(j): store.read_landmark_batch(int(j), rows[rows.landmark == j].store_index.to_numpy())
       for j in lms}
