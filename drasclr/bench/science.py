@@ -525,7 +525,7 @@ def plan_budget(out: Path, cfg: ScienceConfig, seconds: dict[str, float],
         f"{cap / 60:.2f}; {spent / 60:.1f} min spent, evaluation {eval_s:.0f} s a method; "
         f"the run should end near {ends / 60:.0f} min"
         + (f", deadline {deadline / 60:.0f} min)" if deadline > 0 else ")"))
-    if deadline > 0 and ends > deadline:
+    if deadline > 0 and budget <= MIN_BUDGET_S and ends > deadline + 1.0:  # not a rounding
         say(f"[science] warning: this machine cannot end the run by {deadline / 60:.0f} min "
             f"even with the least budget ({MIN_BUDGET_S:.0f} s a run)")
     atomic_write_text(path, json.dumps(rec, indent=1))

@@ -337,6 +337,7 @@ def test_plan_budget_times_the_random_encoder_and_decides_once(tmp_path: Path) -
     assert rec["eval_s"] == 268.0 and rec["spent_s"] == 797.0
     assert rec["budget_s"] == round(fit_budget_s(300, 3300, 797, 268, 3, 2), 1) < 300
     assert any("budget per pretraining run: 4.2" in line for line in said)
+    assert not any("warning" in line for line in said), "a fitted budget is not a warning"
     assert json.loads((tmp_path / "budget.json").read_text()) == rec
     # a resumed run keeps the budget it decided, whatever the clock says now
     assert plan_budget(tmp_path, cfg, {}, said.append) == rec
