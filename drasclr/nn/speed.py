@@ -222,7 +222,7 @@ def training_step_speed(
     One step: query, key and ``neighbours`` neighbour patches per subject; both losses; backward;
     SGD step (momentum 0.9, weight decay 1e-4); enqueue. Augmentation excluded. With ``True`` in
     ``amp`` each conditioning is also timed with the training loop's mixed precision
-    (:mod:`drasclr.train.precision`: float16 and loss scaling on CUDA, bfloat16 on CPU).
+    (:mod:`drasclr.nn.precision`: float16 and loss scaling on CUDA, bfloat16 on CPU).
 
     Returns:
         ``{"batch_size", "neighbours", "threads", "seconds", "cpu_seconds", "samples_per_s",
@@ -233,7 +233,7 @@ def training_step_speed(
         landmark (1 query + 1 key + k neighbour patches).
     """
     from drasclr.moco.model import DrasCLR  # local import: moco depends on nn
-    from drasclr.train.precision import StepScaler, autocast
+    from drasclr.nn.precision import StepScaler, autocast
 
     _setup(threads, seed)
     dev = torch.device(device)

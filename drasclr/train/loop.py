@@ -53,7 +53,7 @@ from drasclr.train.loader import (
     MixedBatchSampler,
     PatchLoader,
 )
-from drasclr.train.precision import StepScaler, autocast
+from drasclr.nn.precision import StepScaler, autocast
 
 METRICS_FILE = "metrics.jsonl"
 NAN_DIAGNOSTIC_FILE = "nonfinite_loss.json"

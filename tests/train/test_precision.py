@@ -12,7 +12,7 @@ import torch
 from drasclr.train.checkpoint import latest_checkpoint, rank_file
 from drasclr.train.config import PretrainConfig
 from drasclr.train.loop import read_metrics
-from drasclr.train.precision import StepScaler, autocast, autocast_dtype
+from drasclr.nn.precision import StepScaler, autocast, autocast_dtype
 from drasclr.train.run import train_single_process
 from drasclr.train.synthetic import make_synthetic_store
 
