@@ -129,3 +129,22 @@ def ridge_probe(
         aucs.append(float(roc_auc_score(positive, oof[r]))
                     if 0 < positive.sum() < len(y) else float("nan"))
     return ProbeResult(np.asarray(pooled), np.asarray(folds_r2), np.asarray(aucs), oof)
+
+
+def ridge_fit(
+    x: npt.ArrayLike, y: npt.ArrayLike
+) -> tuple[npt.NDArray[np.float64], float]:
+    """The probes' standardised ridge fitted on all rows, folded back to the raw features.
+
+    Args:
+        x: (n, d) features (finite).
+        y: (n,) targets.
+
+    Returns:
+        ``(w, b)`` with ``x @ w + b`` equal to the fitted pipeline's prediction.
+    """
+    model = make_pipeline(StandardScaler(), RidgeCV(alphas=ALPHAS))
+    model.fit(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
+    sc, rg = model.named_steps["standardscaler"], model.named_steps["ridgecv"]
+    w = np.asarray(rg.coef_, dtype=np.float64) / sc.scale_
+    return w, float(rg.intercept_ - w @ sc.mean_)

@@ -67,3 +67,28 @@ def test_probe_reading_names_a_pretrained_encoder_ahead_of_the_primary() -> None
     assert "within the spread" in probe_reading(probe(0.49), "DrasCLR")
     behind = probe_reading(probe(0.40), "DrasCLR")
     assert "not the best" not in behind and "LAA-950 (patch) 0.790" in behind
+
+
+def test_rule_f1_is_read_next_to_the_flagged_share_and_warned_when_most_is_flagged() -> None:
+    """The Reading gives the 25 % rule's F1 only with each map's readout and flagged share, and
+    says it is not a detection score when a map flags most of the lung."""
+    from drasclr.report.markdown import reading
+
+    rule = pd.DataFrame({"method": ["DrasCLR"] * 2, "task": ["cle"] * 2,
+                         "rule": ["paper (25 %)", "chosen fraction (departure)"],
+                         "fraction": [0.25, 0.05], "f1": [1.0, 1.0], "n_boxes": [8, 8],
+                         "fallback": [False, False], "readout": ["box readout (p > threshold)"] * 2})
+    results = {"boxes": {"counts": {"cle": {"lesion_fraction_min": 0.01,
+                                           "lesion_fraction_max": 0.4}}}}
+
+    def sentence(flagged: float) -> str:
+        overlap = pd.DataFrame({"method": ["DrasCLR"] * 2, "detected_fraction": [flagged] * 2})
+        text = [s for s in reading(results, None, None, rule, None, overlap) if "25 %" in s]
+        assert len(text) == 1
+        return text[0]
+
+    most = sentence(0.98)
+    assert "DrasCLR: box readout (p > threshold), flagging 98 % of the lung" in most
+    assert "not a detection score" in most and "F1 cle" in most
+    few = sentence(0.04)
+    assert "flagging 4 % of the lung" in few and "not a detection score" not in few

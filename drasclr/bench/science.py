@@ -675,35 +675,20 @@ def dense_dice(
     patches, applied at every stride-th lung voxel (trilinear in between); a voxel is flagged
     where the predicted fraction is at least ``DETECT_FRACTION``.
     """
-    import torch
-    from sklearn.linear_model import RidgeCV
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     from drasclr.evaluate.boxes import read_scan
     from drasclr.evaluate.detection import EMPHYSEMA_CODES
-    from drasclr.evaluate.patch_probe import features_for_truth
+    from drasclr.evaluate.patch_probe import emphysema_head, features_for_truth, probed
     from drasclr.evaluate.science import DETECT_FRACTION
     from drasclr.features import dense_features, store_bounds
     from drasclr.imaging.overlap import dice
     from drasclr.preprocess.config import saved_config
-    from drasclr.probing import ALPHAS
     from drasclr.train.export import load_encoder
 
     dense_ids = dense_subject_ids(labels, cfg.dense_subjects)
     rows = features_for_truth(pf.features.astype(np.float64), list(pf.subject_ids), truth)
-    from drasclr.evaluate.patch_probe import probed
-
     ok = probed(truth) & np.isfinite(rows).all(axis=1)
     train = ok & ~truth["subject_id"].isin(dense_ids).to_numpy()
-    probe = make_pipeline(StandardScaler(), RidgeCV(alphas=ALPHAS))
-    probe.fit(rows[train], truth["emphysema"].to_numpy(np.float64)[train])
-    sc, rg = probe.named_steps["standardscaler"], probe.named_steps["ridgecv"]
-    w = rg.coef_ / sc.scale_
-    head = torch.nn.Linear(rows.shape[1], 1)
-    with torch.no_grad():
-        head.weight.copy_(torch.as_tensor(w[None], dtype=torch.float32))
-        head.bias.copy_(torch.as_tensor([rg.intercept_ - float(w @ sc.mean_)], dtype=torch.float32))
+    head = emphysema_head(rows[train], truth["emphysema"].to_numpy(np.float64)[train])
     enc_dir = out / "models" / f"{slug(name)}_s{seed}"
     encoder, _ = load_encoder(enc_dir)
     man = store.manifest.set_index("subject_id")

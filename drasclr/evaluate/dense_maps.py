@@ -1,11 +1,15 @@
 """Dense map experiment (paper Fig. 3 and the 25 % rule of Table 5) on a few held-out subjects.
 
 * :func:`choose_dense_subjects` — the subjects with dense maps, spanning GOLD stages.
-* :func:`dense_maps` — for each dense method a box readout fitted on the *other* subjects' boxes
-  is applied at every ``dense_stride``-th lung voxel of each dense subject
+* :func:`dense_maps` — for each dense method a readout fitted on the *other* subjects is applied
+  at every ``dense_stride``-th lung voxel of each dense subject
   (:func:`drasclr.features.dense_features`); the maps are compared with the voxel truth (Dice,
   sensitivity), each of the subject's boxes gets its positive-voxel fraction, and a coronal slice
-  is kept for the overlay figure.
+  is kept for the overlay figure. The readout is the patch probe's ridge (a voxel is flagged
+  where its window's predicted emphysema fraction is at least
+  :data:`~drasclr.evaluate.science.DETECT_FRACTION`) when the cohort has voxel truth to fit it,
+  else the paper's box readout (p > ``prob_threshold``), which learns "this subject has
+  emphysema" from boxes and flags most of a diseased lung.
 * :func:`box_rule_table` — F1 / precision / recall of the paper's rule (a box is detected when
   >= 25 % of its voxels have p > 0.5) and of a labelled departure, the box fraction chosen by
   leave-one-subject-out F1.
@@ -33,13 +37,18 @@ from drasclr.evaluate.detection import (
     overlap_by_subtype,
 )
 from drasclr.evaluate.readouts import ID_COLUMN
+from drasclr.evaluate.science import DETECT_FRACTION
 
 DENSE_BOX_COLUMNS = ["box_id", "positive_fraction", "detected", "method", "task", ID_COLUMN,
                      "label"]
 """Columns of the dense boxes table."""
 RULE_COLUMNS = ["method", "task", "rule", "fraction", "f1", "precision", "recall", "n_boxes",
-                "n_positive", "fallback"]
+                "n_positive", "fallback", "readout"]
 """Columns of the box rule table."""
+PROBE_READOUT = f"patch probe (emphysema fraction >= {DETECT_FRACTION:.0%})"
+"""The dense maps' readout when a patch-probe head is given."""
+BOX_READOUT = "box readout (p > threshold)"
+"""The dense maps' readout otherwise (the paper's)."""
 
 
 def choose_dense_subjects(labels: pd.DataFrame, subject_ids: list[str], k: int) -> list[str]:
@@ -79,9 +88,10 @@ class DenseSlice:
         ct: (Z, X) clipped HU.
         lungs: (Z, X) lung mask.
         truth: (Z, X) lesion codes (zeros without voxel truth).
-        prob: (tasks, Z, X) probabilities.
+        prob: (tasks, Z, X) probabilities (with the patch probe's readout: its 0 / 1 flags).
         y_index: the slice's y index.
         spacing: (3,) voxel spacing of the scan.
+        readout: the readout that made the map (:data:`PROBE_READOUT` or :data:`BOX_READOUT`).
     """
 
     method: str
@@ -92,12 +102,13 @@ class DenseSlice:
     prob: npt.NDArray[Any]
     y_index: int
     spacing: npt.NDArray[Any]
+    readout: str = BOX_READOUT
 
     def arrays(self) -> dict[str, Any]:
         """The ``.npz`` content, in file order."""
         return {"ct": self.ct, "lungs": self.lungs, "truth": self.truth, "prob": self.prob,
                 "y_index": self.y_index, "spacing": self.spacing, "method": self.method,
-                "subject_id": self.subject_id}
+                "subject_id": self.subject_id, "readout": self.readout}
 
 
 @dataclass(frozen=True, eq=False)
@@ -127,6 +138,7 @@ def dense_maps(
     bounds: Any,
     labels: pd.DataFrame,
     cfg: EvaluateConfig,
+    heads: Mapping[str, nn.Module] | None = None,
 ) -> DenseMaps:
     """Dense probability maps of the dense subjects with a readout fitted on the other subjects.
 
@@ -140,6 +152,10 @@ def dense_maps(
         bounds: the landmark grid's normalisation.
         labels: the labels table (``gold``).
         cfg: evaluation settings.
+        heads: method -> patch-probe head (features -> emphysema fraction,
+            :func:`drasclr.evaluate.patch_probe.dense_heads`, fitted without the dense subjects);
+            a method with a head is mapped with it (both box tasks then share its flags and no
+            subtype Dice is made), the others with the box readout.
     """
     from drasclr.features import dense_features
 
@@ -149,21 +165,30 @@ def dense_maps(
     gold = labels.set_index(ID_COLUMN)["gold"] if "gold" in labels else None
     overlap_rows, box_rows, slices = [], [], []
     for name in dense_methods:
-        probe = fit_probe(box_feats[name][train], box_label[train], BOX_TASKS, cfg.logistic_c)
-        if probe is None:
-            continue
+        head = (heads or {}).get(name)
+        if head is not None:
+            readout, fitted = PROBE_READOUT, [True] * len(BOX_TASKS)
+        else:
+            head = fit_probe(box_feats[name][train], box_label[train], BOX_TASKS, cfg.logistic_c)
+            if head is None:
+                continue
+            readout, fitted = BOX_READOUT, list(head.fitted)
         for sid, scan in scans.items():
             dense = dense_features(
                 modules[name], scan.hu, scan.geometry, manifest.loc[sid, "inverse_transform"],
-                bounds, mask=scan.lungs, stride=cfg.dense_stride, head=probe,
+                bounds, mask=scan.lungs, stride=cfg.dense_stride, head=head,
                 patch_size=boxes.patches.shape[-1], batch_size=cfg.batch_size, device=cfg.device,
             )
-            prob = dense.to_volume(fill=0.0).astype(np.float32)  # (2, Z, Y, X)
+            prob = dense.to_volume(fill=0.0).astype(np.float32)  # (2, Z, Y, X) or (1, Z, Y, X)
+            if readout == PROBE_READOUT:  # flags (0 / 1) of each box task: both share them
+                flag = (prob[0] >= DETECT_FRACTION).astype(np.float32)
+                prob = np.repeat(flag[None], len(BOX_TASKS), axis=0)
             hit = prob > cfg.prob_threshold
             any_hit = hit.any(axis=0)
             pred_codes = np.where(any_hit, np.where(prob[0] >= prob[1], 1, 2), 0).astype(np.uint8)
             row: dict[str, Any] = {
                 "method": name,
+                "readout": readout,
                 ID_COLUMN: sid,
                 "gold": int(gold[sid]) if gold is not None and pd.notna(gold.get(sid)) else None,
                 "n_encoded": dense.num_encoded,
@@ -178,21 +203,21 @@ def dense_maps(
                     / max(1, int(scan.lungs.sum()))
                 )
                 row.update(overlap_by_subtype(any_hit, truth, region=scan.lungs))
-                d = dice_per_subtype(pred_codes, truth, {"cle": 1, "pse": 2}, region=scan.lungs)
-                row.update({f"dice_{k}": v for k, v in d.items()})
-            row["unfitted_tasks"] = ",".join(
-                t for t, f in zip(probe.tasks, probe.fitted) if not f
-            )
+                if readout == BOX_READOUT:  # the probe's map does not tell the subtypes apart
+                    d = dice_per_subtype(pred_codes, truth, {"cle": 1, "pse": 2},
+                                         region=scan.lungs)
+                    row.update({f"dice_{k}": v for k, v in d.items()})
+            row["unfitted_tasks"] = ",".join(t for t, f in zip(BOX_TASKS, fitted) if not f)
             overlap_rows.append(row)
             mine = np.flatnonzero(box_subject == sid)
             for j, task in enumerate(BOX_TASKS):
                 rows = mine[np.isin(box_label[mine], [task, "healthy"])]
-                if len(rows) == 0 or not probe.fitted[j]:
+                if len(rows) == 0 or not fitted[j]:
                     continue
                 det = box_detections(prob[j], scan.geometry, boxes.boxes.iloc[rows],
                                      cfg.prob_threshold, cfg.box_min_fraction)
                 box_rows.append(det.assign(method=name, task=task, **{ID_COLUMN: sid},
-                                           label=box_label[rows]))
+                                           label=box_label[rows], readout=readout))
             y = coronal_index(scan)
             slices.append(DenseSlice(
                 method=name,
@@ -204,6 +229,7 @@ def dense_maps(
                 prob=prob[:, :, y, :],
                 y_index=y,
                 spacing=np.asarray(scan.geometry.spacing),
+                readout=readout,
             ))
     dboxes = (pd.concat(box_rows, ignore_index=True) if box_rows
               else pd.DataFrame(columns=DENSE_BOX_COLUMNS))
@@ -233,12 +259,13 @@ def box_rule_table(dboxes: pd.DataFrame, cfg: EvaluateConfig) -> pd.DataFrame:
     """
     rows = []
     for (method, task), grp in dboxes.groupby(["method", "task"], sort=False):
+        readout = str(grp["readout"].iloc[0]) if "readout" in grp else BOX_READOUT
         y = (grp["label"] == task).to_numpy().astype(int)
         frac = np.nan_to_num(grp["positive_fraction"].to_numpy(float))
         paper = detection_scores(frac >= cfg.box_min_fraction, y)
         rows.append({"method": method, "task": task, "rule": "paper (25 %)",
                      "fraction": cfg.box_min_fraction, **paper, "n_boxes": len(y),
-                     "n_positive": int(y.sum()), "fallback": False})
+                     "n_positive": int(y.sum()), "fallback": False, "readout": readout})
         chosen = np.zeros(len(y), bool)
         used = []
         fallback = False
@@ -252,5 +279,6 @@ def box_rule_table(dboxes: pd.DataFrame, cfg: EvaluateConfig) -> pd.DataFrame:
             chosen[subj == s] = frac[subj == s] >= g
         rows.append({"method": method, "task": task, "rule": "chosen fraction (departure)",
                      "fraction": float(np.median(used)), **detection_scores(chosen, y),
-                     "n_boxes": len(y), "n_positive": int(y.sum()), "fallback": fallback})
+                     "n_boxes": len(y), "n_positive": int(y.sum()), "fallback": fallback,
+                     "readout": readout})
     return pd.DataFrame(rows, columns=RULE_COLUMNS)

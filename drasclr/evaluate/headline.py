@@ -3,7 +3,8 @@
 :func:`headline` condenses the tables: per image task the best method and every method's mean,
 the survival C-index of the imaging and clinical rows, per box task the best F1, and the Spearman
 correlation of each method's detected emphysema fraction (and of image LAA-950) with the true
-fraction.
+fraction: the patch probe's when the table has it, else the box readout's
+(``fraction_readout`` says which).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from drasclr.evaluate.baselines import LAA_IMAGE
+from drasclr.evaluate.patch_probe import PROBE_SHARE_SUFFIX
 
 
 def headline(
@@ -65,8 +67,11 @@ def headline(
                 "means": dict(zip(key, g["mean"].astype(float))),
             }
     if fractions is not None and "true_emphysema_fraction" in fractions:
+        # the patch probe's flags when the cohort had voxel truth to fit them, else the box's
+        probe = any(f"{n}{PROBE_SHARE_SUFFIX}" in fractions for n in enc_names)
+        out["fraction_readout"] = "patch probe" if probe else "box readout"
         for name in enc_names:
-            col = f"{name}: emphysema"
+            col = f"{name}{PROBE_SHARE_SUFFIX}" if probe else f"{name}: emphysema"
             if col in fractions:
                 ok = fractions[[col, "true_emphysema_fraction"]].dropna()
                 if len(ok) >= 3 and ok[col].nunique() > 1:

@@ -27,13 +27,18 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from drasclr.evaluate.science import DETECT_FRACTION, detection_metrics, patch_metrics
+from drasclr.evaluate.science import (
+    DETECT_FRACTION,
+    detected_shares,
+    detection_metrics,
+    patch_metrics,
+)
 from drasclr.fsutil import atomic_write_bytes
 from drasclr.imaging.geometry import Geometry, Volume
 from drasclr.imaging.io import read_mask
 from drasclr.imaging.patches import cut_patches
 from drasclr.imaging.resample import resample_isotropic
-from drasclr.probing import LESION_AUC_THRESHOLD, ridge_probe
+from drasclr.probing import LESION_AUC_THRESHOLD, ridge_fit, ridge_probe
 from drasclr.store.reader import PatchStore
 
 #: Target name -> lesion codes of the generator's truth (1 CLE, 2 PSE, 3 PLE).
@@ -252,6 +257,10 @@ def cached_patch_truth(
     return truth
 
 
+#: Column suffix of a method's detected share from the patch probe's predictions.
+PROBE_SHARE_SUFFIX: str = ": emphysema (patch probe)"
+
+
 @dataclass(frozen=True)
 class PatchProbeTables:
     """The patch probe experiment's tables.
@@ -261,10 +270,14 @@ class PatchProbeTables:
         detection: per method, the subject-level detection read from the probe's out-of-subject
             emphysema predictions (``method``, ``flag_fraction`` and
             :func:`drasclr.evaluate.science.detection_metrics`).
+        shares: ``subject_id`` and, per method, ``<method>`` + :data:`PROBE_SHARE_SUFFIX`: each
+            subject's detected share of the lung from the same predictions
+            (:func:`drasclr.evaluate.science.detected_shares`).
     """
 
     table: pd.DataFrame
     detection: pd.DataFrame
+    shares: pd.DataFrame
 
 
 def patch_probe_tables(
@@ -297,8 +310,55 @@ def patch_probe_tables(
     true = (labels.set_index("subject_id")["true_emphysema_fraction"].to_dict()
             if "true_emphysema_fraction" in labels else {})
     rows = []
+    shares = pd.DataFrame({"subject_id": sorted(truth["subject_id"].astype(str).unique())})
     for name, x in features.items():
         _, oof = patch_metrics(x, truth, 1, seed)
         det = detection_metrics(oof, truth, store.lung_fraction, true)
         rows.append({"method": name, "flag_fraction": DETECT_FRACTION, **det})
-    return PatchProbeTables(table, pd.DataFrame(rows))
+        share = detected_shares(oof, truth, store.lung_fraction)
+        shares[name + PROBE_SHARE_SUFFIX] = shares["subject_id"].map(share).astype(np.float64)
+    return PatchProbeTables(table, pd.DataFrame(rows), shares)
+
+
+def emphysema_head(rows: npt.NDArray[Any], target: npt.NDArray[Any]) -> Any:
+    """The patch probe's ridge (patch features -> emphysema fraction) as a ``torch.nn.Linear``
+    head, fitted on all given rows (finite features), for dense maps.
+
+    Args:
+        rows: (n, d) patch features.
+        target: (n,) true emphysema fractions.
+    """
+    import torch
+
+    w, b = ridge_fit(rows, target)
+    head = torch.nn.Linear(rows.shape[1], 1)
+    with torch.no_grad():
+        head.weight.copy_(torch.as_tensor(w[None], dtype=torch.float32))
+        head.bias.copy_(torch.as_tensor([b], dtype=torch.float32))
+    return head
+
+
+def dense_heads(
+    feature_folders: Mapping[str, Path], truth: pd.DataFrame, held_out: Sequence[str]
+) -> dict[str, Any]:
+    """Per method, :func:`emphysema_head` fitted on every probed patch of the subjects not in
+    ``held_out`` (the dense subjects), from the given features folder.
+
+    Args:
+        feature_folders: method -> features folder (extracted with BatchNorm running statistics:
+            dense windows lie anywhere in the lung, where no per-landmark statistics exist).
+        truth: patch truth rows (:func:`cached_patch_truth`).
+        held_out: subjects left out of the fit.
+    """
+    from drasclr.features import read_patch_features
+
+    target = truth["emphysema"].to_numpy(np.float64)
+    other = ~truth["subject_id"].astype(str).isin([str(s) for s in held_out]).to_numpy()
+    heads = {}
+    for name, folder in feature_folders.items():
+        pf = read_patch_features(folder)
+        rows = features_for_truth(pf.features.astype(np.float64), list(pf.subject_ids), truth)
+        train = probed(truth) & np.isfinite(rows).all(axis=1) & other
+        if train.sum() >= 2 and np.ptp(target[train]) > 0:  # a ridge needs a varying target
+            heads[name] = emphysema_head(rows[train], target[train])
+    return heads

@@ -102,9 +102,15 @@ from drasclr.evaluate.inputs import (
     read_method,
 )
 from drasclr.evaluate.label_efficiency import label_efficiency_table
-from drasclr.evaluate.patch_probe import cached_patch_truth, has_lesion_truth, patch_probe_tables
+from drasclr.evaluate.patch_probe import (
+    cached_patch_truth,
+    dense_heads,
+    has_lesion_truth,
+    patch_probe_tables,
+)
 from drasclr.evaluate.powered_readouts import powered_readouts_table
 from drasclr.evaluate.readouts import ID_COLUMN, IMAGE_TASKS
+from drasclr.evaluate.science import DETECT_FRACTION
 from drasclr.evaluate.survival import CONFOUNDERS, SURVIVAL_MODELS, survival_methods_table
 from drasclr.fsutil import atomic_write_text, file_sha256, slug
 from drasclr.labels import missing_columns
@@ -332,6 +338,7 @@ def run_evaluation(
 
     # ---------------------------------------------------------------- patch probe
     t0 = time.perf_counter()
+    truth = probe = None
     if has_lesion_truth(cohort, subjects):
         truth = cached_patch_truth(cohort, store, subjects, out / "patch_truth.parquet",
                                    preprocessing.spacing_mm, threads=cfg.read_workers)
@@ -430,13 +437,18 @@ def run_evaluation(
             {n: det[n].folder for n in enc_names}, box_data, box_feats, store, subjects, labels,
             laa_image, cfg,
         )
+        if probe is not None:
+            fractions = fractions.merge(probe.shares, on=ID_COLUMN, how="left")
         files["detected_fraction"] = save_table(fractions, out, "detected_fraction")
         notes.append(
             "Detected emphysema fraction (Fig. 4 analogue) for every subject: the box readout "
             "(cle, pse vs healthy), fitted out-of-subject (subject folds), applied to each stored "
             "landmark patch's features; a patch counts as emphysema when either probability > "
-            f"{cfg.prob_threshold}, weighted by its lung fraction. Dense maps are made only for "
-            f"{len(dense_ids)} subject(s)."
+            f"{cfg.prob_threshold}, weighted by its lung fraction"
+            + ("; and the patch probe's out-of-subject emphysema predictions, a patch flagged at "
+               f"a predicted fraction >= {DETECT_FRACTION:.0%} (columns '… (patch probe)', the "
+               "figure's)" if probe is not None else "")
+            + f". Dense maps are made only for {len(dense_ids)} subject(s)."
         )
         clock.mark("detected fraction per subject (landmark patches)", t0)
 
@@ -447,8 +459,11 @@ def run_evaluation(
         dense_methods = [m for m in (cfg.dense_methods or (primary,)) if m in box_feats]
         dense_summary["methods"] = dense_methods
         (out / "dense").mkdir(parents=True, exist_ok=True)
+        heads = ({} if truth is None else
+                 dense_heads({n: det[n].folder for n in dense_methods if n in det}, truth,
+                             dense_ids))
         maps = dense_maps(dense_methods, modules, box_data, box_feats, scans, manifest, bounds,
-                          labels, cfg)
+                          labels, cfg, heads)
         for piece in maps.slices:  # coronal slices for the Fig. 3 overlays
             np.savez_compressed(out / "dense" / f"{slug(piece.method)}__{piece.subject_id}.npz",
                                 **piece.arrays())
@@ -457,8 +472,14 @@ def run_evaluation(
         rule = box_rule_table(maps.boxes, cfg)
         files["table5_rule"] = save_table(rule, out, "table5_box_rule")
         notes.append(
-            f"Paper's box rule (>= {cfg.box_min_fraction:.0%} of box voxels with p > "
-            f"{cfg.prob_threshold}) applied to dense maps of {len(dense_ids)} held-out subject(s) "
+            "Dense maps: "
+            + (f"the patch probe's ridge (features with running statistics -> emphysema "
+               f"fraction), fitted on the other subjects' landmark patches; a voxel is flagged "
+               f"where its window's predicted fraction is >= {DETECT_FRACTION:.0%} (a DEPARTURE "
+               "from the paper's box readout, which flags most of a diseased lung here)"
+               if heads else "the paper's box readout fitted on the other subjects' boxes")
+            + f". Paper's box rule (>= {cfg.box_min_fraction:.0%} of box voxels flagged) "
+            f"applied to dense maps of {len(dense_ids)} held-out subject(s) "
             f"(stride {cfg.dense_stride}, trilinear). DEPARTURE, labelled 'chosen fraction': the "
             "box fraction chosen by leave-one-subject-out F1 among the dense subjects from "
             f"{list(cfg.rule_fractions)} (fallback {cfg.rule_fallback_fraction} when it cannot be "

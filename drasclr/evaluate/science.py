@@ -71,6 +71,30 @@ def patch_metrics(
     return out, oof
 
 
+def detected_shares(
+    oof: npt.NDArray[np.float64], truth: pd.DataFrame, lung_fraction: npt.NDArray[Any]
+) -> pd.Series:
+    """Each subject's detected share of the lung: the lung-weighted share of its patches whose
+    predicted emphysema fraction is at least :data:`DETECT_FRACTION`.
+
+    Args:
+        oof: (n,) out-of-subject predicted emphysema fraction per truth row (NaN: not predicted).
+        truth: patch truth rows (``subject_id``, ``store_index``, ``landmark``).
+        lung_fraction: (L, capacity) the store's lung fraction per patch (weights).
+
+    Returns:
+        subject -> share, for the subjects with some predicted lung.
+    """
+    lf = np.asarray(lung_fraction)[truth["landmark"].to_numpy(), truth["store_index"].to_numpy()]
+    ok = np.isfinite(oof)
+    frame = pd.DataFrame({"subject_id": truth["subject_id"].to_numpy()[ok],
+                          "w": lf[ok].astype(np.float64),
+                          "hit": (oof[ok] >= DETECT_FRACTION).astype(np.float64)})
+    frame["wh"] = frame["w"] * frame["hit"]
+    per = frame.groupby("subject_id")[["w", "wh"]].sum()
+    return (per["wh"] / per["w"].where(per["w"] > 0)).dropna()
+
+
 def detection_metrics(
     oof: npt.NDArray[np.float64],
     truth: pd.DataFrame,
@@ -90,14 +114,7 @@ def detection_metrics(
         :data:`HEALTHY_TRUE_FRACTION`), ``detected_true_spearman``, ``detected_share_mean``
         (mean over all subjects: how much of the lung the maps flag).
     """
-    lf = np.asarray(lung_fraction)[truth["landmark"].to_numpy(), truth["store_index"].to_numpy()]
-    ok = np.isfinite(oof)
-    frame = pd.DataFrame({"subject_id": truth["subject_id"].to_numpy()[ok],
-                          "w": lf[ok].astype(np.float64),
-                          "hit": (oof[ok] >= DETECT_FRACTION).astype(np.float64)})
-    frame["wh"] = frame["w"] * frame["hit"]
-    per = frame.groupby("subject_id")[["w", "wh"]].sum()
-    share = (per["wh"] / per["w"].where(per["w"] > 0)).dropna()
+    share = detected_shares(oof, truth, lung_fraction)
     true = pd.Series({k: float(v) for k, v in true_fraction.items()}).reindex(share.index)
     keep = true.notna()
     share, true = share[keep], true[keep]

@@ -32,7 +32,8 @@ from drasclr.report.plotting import colours, new_figure, png_bytes, save_png
 def dense_overlay_figure(npz_files: Sequence[Path], path: Path) -> Path | None:
     """Fig. 3 analogue: per dense subject, coronal CT; CT + truth emphysema outline (CLE orange,
     PSE cyan, PLE magenta); CT + predicted emphysema mask of each method (p > 0.5, CLE red, PSE
-    blue) with the truth outline on top."""
+    blue; a patch-probe map, whose flags do not tell subtypes apart, in red) with the truth
+    outline on top."""
     if not npz_files:
         return None
     data = [dict(np.load(f, allow_pickle=False)) for f in npz_files]
@@ -66,6 +67,8 @@ def dense_overlay_figure(npz_files: Sequence[Path], path: Path) -> Path | None:
                 overlay = np.zeros((*ct.shape, 4))
                 cle = hit[0] & (prob[0] >= prob[1])
                 pse = hit[1] & ~cle
+                if str(d.get("readout", "")).startswith("patch probe"):
+                    cle, pse = hit.any(axis=0), np.zeros_like(cle)
                 overlay[cle] = (1.0, 0.1, 0.1, 0.55)
                 overlay[pse] = (0.2, 0.4, 1.0, 0.55)
                 ax.imshow(overlay, origin="lower", aspect="equal")
@@ -75,7 +78,10 @@ def dense_overlay_figure(npz_files: Sequence[Path], path: Path) -> Path | None:
     axes[0, 0].set_title("CT (coronal)", fontsize=9)
     axes[0, 1].set_title("truth: CLE / PSE / PLE outline", fontsize=9)
     for k, m in enumerate(methods):
-        axes[0, 2 + k].set_title(f"{m}: predicted\n(red CLE, blue PSE)", fontsize=9)
+        probe = any(str(d.get("readout", "")).startswith("patch probe") for d in data
+                    if str(d["method"]) == m)
+        axes[0, 2 + k].set_title(f"{m}: predicted\n" + ("(red: emphysema, patch probe)" if probe
+                                 else "(red CLE, blue PSE)"), fontsize=9)
     fig.suptitle("Dense emphysema predictions vs voxel truth (Fig. 3 analogue)", fontsize=10)
     return save_png(fig, path)
 

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from drasclr.evaluate.patch_probe import PROBE_SHARE_SUFFIX
 from drasclr.fsutil import atomic_write_text
 from drasclr.report.figures import dense_overlay_figure, patch_probe_figure, pretraining_figure
 
@@ -241,8 +242,12 @@ def _fmt(v: float, pct: bool = False) -> str:
 
 def reading(results: Mapping[str, Any], table2: pd.DataFrame | None,
             table5: pd.DataFrame | None, rule: pd.DataFrame | None,
-            table7: pd.DataFrame | None) -> list[str]:
-    """Sentences read from the numbers: wins, ties within one s.d., and losses of DrasCLR."""
+            table7: pd.DataFrame | None, overlap: pd.DataFrame | None = None) -> list[str]:
+    """Sentences read from the numbers: wins, ties within one s.d., and losses of DrasCLR.
+
+    The 25 % rule's F1 is only given next to the share of the lung its map flags (``overlap``),
+    with a warning when that is most of the lung.
+    """
     primary = results.get("primary") or "DrasCLR"
     head = results.get("headline", {})
     out: list[str] = []
@@ -329,8 +334,20 @@ def reading(results: Mapping[str, Any], table2: pd.DataFrame | None,
     if rule is not None and not rule.empty:
         paper = rule[rule["rule"].str.startswith("paper")]
         dep = rule[~rule["rule"].str.startswith("paper")]
+        flagged = flagged_share(overlap)
+        maps = ", ".join(
+            f"{m}: {r}" + (f", flagging {100 * flagged[m]:.0f} % of the lung" if m in flagged
+                           else "")
+            for m, r in rule.groupby("method", sort=False)["readout"].first().items()
+        ) if "readout" in rule else ""
+        over = [m for m, v in flagged.items() if v > FLAG_WARN_SHARE]
         out.append(
-            "**The paper's 25 % box rule** on dense maps gives F1 "
+            "**The paper's 25 % box rule** on dense maps"
+            + (f" ({maps})" if maps else "")
+            + (" — **not a detection score**: the map of " + ", ".join(over)
+               + " flags most of the lung, and marking everything finds every box"
+               if over else "")
+            + " gives F1 "
             + ", ".join(f"{r.task} {_fmt(r.f1)}" for r in paper.itertuples())
             + "; with the out-of-subject chosen box fraction (a departure, median "
             + ", ".join(f"{r.task} {r.fraction:.3g}" for r in dep.itertuples())
@@ -347,8 +364,10 @@ def reading(results: Mapping[str, Any], table2: pd.DataFrame | None,
         )
     rho = head.get("fraction_spearman", {})
     if rho:
+        how = head.get("fraction_readout")
         out.append(
-            "**Detected emphysema vs truth** (Spearman over subjects): "
+            "**Detected emphysema vs truth** (Spearman over subjects"
+            + (f"; the {how}'s flags" if how else "") + "): "
             + ", ".join(f"{k} {_fmt(v)}" for k, v in rho.items()) + "."
         )
     if table7 is not None and not table7.empty:
@@ -450,7 +469,10 @@ def write_report(
         made["label_efficiency"] = F.label_efficiency_plot(
             curve, figs / "label_efficiency.png", "Label efficiency, box detection (Fig. 5)")
     if frac is not None and "gold" in frac:
-        names = {f"{primary}: emphysema": f"{primary}: detected (landmark patches)",
+        own = f"{primary}{PROBE_SHARE_SUFFIX}"
+        names = {(own if own in frac else f"{primary}: emphysema"):
+                 f"{primary}: detected (landmark patches"
+                 + (", patch probe)" if own in frac else ", box readout)"),
                  "laa950": "LAA-950 (image)", "true_emphysema_fraction": "truth (generator)"}
         data = frac.dropna(subset=["gold"]).astype({"gold": int}).rename(columns=names)
         cols = [c for c in names.values() if c in data and data[c].notna().any()]
@@ -614,7 +636,7 @@ def _markdown(
         L += ["Evaluation times (s): " + ", ".join(f"{k} {v}" for k, v in secs.items()), ""]
     L += ["## Reading", ""]
     L += [probe_reading(probe, primary_name(results)) + "\n"] if probe is not None else []
-    L += [s + "\n" for s in reading(results, t2, t5, rule, t7)] or ["(no numbers)", ""]
+    L += [s + "\n" for s in reading(results, t2, t5, rule, t7, overlap)] or ["(no numbers)", ""]
     small = ("The cohort is synthetic and small; fold-to-fold s.d. are large"
              if cohort.get("preset") else "Fold-to-fold s.d. show how much scores move")
     L += [f"{small}, so differences smaller than one s.d. are not evidence either way.", ""]
@@ -684,9 +706,11 @@ def _markdown(
         L += _img(made, "label_efficiency", out, "label efficiency")
     if frac is not None:
         L += ["## Fig. 4 — detected emphysema by GOLD stage", "",
-              ("Detected share of the lung for every subject from landmark-patch predictions of "
-              "the out-of-subject box readout (see notes), next to image-level LAA-950 and the "
-              "generator's true emphysema fraction."), ""]
+              ("Detected share of the lung for every subject from out-of-subject landmark-patch "
+              "predictions — the patch probe's (a patch flagged at a predicted emphysema "
+              "fraction ≥ 5 %) where the cohort has voxel truth, else the box readout's (see "
+              "notes) — next to image-level LAA-950 and the generator's true emphysema "
+              "fraction."), ""]
         L += _img(made, "fraction_by_gold", out, "fraction by GOLD")
     if overlap is not None and not overlap.empty:
         L += ["## Fig. 3 — dense masks vs voxel truth", ""]

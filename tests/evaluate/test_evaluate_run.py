@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,8 @@ from sklearn.preprocessing import StandardScaler
 from drasclr.evaluate.baselines import LAA_BOX, LAA_IMAGE, LAA_PATCH
 from drasclr.evaluate.boxes import BoxPatches, box_locations, fit_probe
 from drasclr.evaluate.config import EvaluateConfig
-from drasclr.evaluate.dense_maps import choose_dense_subjects
+from drasclr.evaluate.dense_maps import BOX_READOUT, PROBE_READOUT, choose_dense_subjects
+from drasclr.evaluate.patch_probe import PROBE_SHARE_SUFFIX
 from drasclr.evaluate.run import run_evaluation
 from drasclr.features import FeaturesConfig, extract_features
 from drasclr.imaging.atlas import LandmarkBounds
@@ -110,8 +112,17 @@ def test_laa_baselines_are_fractions(evaluated: dict) -> None:
     np.testing.assert_allclose(frac["laa950"], man.loc[frac["subject_id"], "laa950"], rtol=0,
                                atol=1e-12)
     for name in ("DrasCLR", "random encoder"):
-        col = frac[f"{name}: emphysema"]
-        assert col.notna().all() and col.between(0, 1).all()
+        for col in (frac[f"{name}: emphysema"], frac[f"{name}{PROBE_SHARE_SUFFIX}"]):
+            assert col.notna().all() and col.between(0, 1).all()
+    # the report's Spearman reads the patch probe's shares (the cohort has voxel truth)
+    head = evaluated["results"]["headline"]
+    assert head["fraction_readout"] == "patch probe"
+    share, true = frac[f"DrasCLR{PROBE_SHARE_SUFFIX}"], frac["true_emphysema_fraction"]
+    if share.nunique() > 1:
+        assert head["fraction_spearman"]["DrasCLR"] == pytest.approx(
+            share.rank().corr(true.rank()))
+    else:  # a constant share has no rank correlation, and none is reported
+        assert "DrasCLR" not in head["fraction_spearman"]
     assert {"gold", "true_emphysema_fraction"} <= set(frac.columns)
     assert len(frac) == 8
 
@@ -129,8 +140,13 @@ def test_dense_outputs_and_rule(evaluated: dict) -> None:
     assert len(npz) == 2
     d = np.load(npz[0])
     assert d["prob"].shape[1:] == d["ct"].shape == d["truth"].shape
-    assert ((d["prob"] >= 0) & (d["prob"] <= 1)).all()
+    # the cohort has voxel truth: the maps are the patch probe's flags, not the box readout's
+    assert str(d["readout"]) == PROBE_READOUT
+    assert set(np.unique(d["prob"])) <= {0.0, 1.0} and np.array_equal(d["prob"][0], d["prob"][1])
+    assert (overlap["readout"] == PROBE_READOUT).all()
+    assert "dice_cle" not in overlap or overlap["dice_cle"].isna().all()
     rule = _read(out, "table5_box_rule")
+    assert (rule["readout"] == PROBE_READOUT).all()
     dboxes = _read(out, "dense_boxes")
     assert not dboxes.empty, "no box of a dense subject was scored: the rule is not tested"
     assert set(rule["rule"]) == {"paper (25 %)", "chosen fraction (departure)"}
@@ -141,6 +157,29 @@ def test_dense_outputs_and_rule(evaluated: dict) -> None:
         assert len(rows) == 2 and (rows["n_boxes"] == len(grp)).all()
         assert (rows["n_positive"] == int((grp["label"] == task).sum())).all()
     assert rule[["f1", "precision", "recall"]].stack().between(0, 1).all()
+
+
+def test_without_voxel_truth_the_maps_use_the_box_readout(evaluated: dict,
+                                                           tmp_path: Path) -> None:
+    """A cohort with boxes but no voxel truth (a real one): no patch probe, so the dense maps and
+    the detected fractions fall back to the paper's box readout, and the report says which."""
+    from drasclr.report.markdown import write_report
+
+    cohort = tmp_path / "cohort"
+    shutil.copytree(evaluated["cohort"], cohort, ignore=shutil.ignore_patterns("truth"))
+    feats = {n: evaluated["feats"][n] for n in ("DrasCLR", "random encoder")}
+    out = tmp_path / "evaluation"
+    cfg = CFG.replace(label_fractions=(1.0,))
+    res = run_evaluation(cohort, evaluated["store"], feats, out, cfg,
+                         encoders=evaluated["encoders"], progress=False)
+    assert not (out / "patch_probe.parquet").exists()
+    frac = _read(out, "detected_fraction")
+    assert not [c for c in frac.columns if c.endswith(PROBE_SHARE_SUFFIX)]
+    assert (_read(out, "dense_overlap")["readout"] == BOX_READOUT).all()
+    assert all(str(np.load(f)["readout"]) == BOX_READOUT for f in (out / "dense").glob("*.npz"))
+    text = write_report(out, tmp_path / "report").read_text()
+    assert res["primary"] == "DrasCLR" and not _read(out, "table5_box_rule").empty
+    assert f"25 % box rule** on dense maps (DrasCLR: {BOX_READOUT}, flagging" in text
 
 
 def test_results_json_and_skip_if_done(evaluated: dict) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -10,12 +11,15 @@ import torch
 
 from drasclr.config import ConfigError
 from drasclr.store.reader import PatchStore
-from drasclr.train.checkpoint import latest_checkpoint, rank_file
 from drasclr.train.config import PretrainConfig
 from drasclr.train.loader import LoaderError, MixedBatchSampler, PatchLoader
 from drasclr.train.loop import read_metrics
 from drasclr.train.run import train_single_process
 from drasclr.train.synthetic import make_synthetic_store
+
+# Fixture type from tests/train/conftest.py: run directory -> (model file, rank-0 file).
+CheckpointReader = Callable[[Path], tuple[dict, dict]]
+
 
 
 @pytest.fixture(scope="module")
@@ -93,20 +97,18 @@ def test_mixed_batches_are_plain_mocos_only() -> None:
     assert PretrainConfig().batch_mode == "landmark"
 
 
-def test_plain_moco_trains_on_mixed_batches_and_resumes_exactly(holey: Path,
-                                                                 tmp_path: Path) -> None:
+def test_plain_moco_trains_on_mixed_batches_and_resumes_exactly(
+        holey: Path, tmp_path: Path, last_checkpoint: CheckpointReader) -> None:
     cfg = _moco()
     assert train_single_process(cfg, holey, tmp_path / "a") is not None
     assert train_single_process(cfg, holey, tmp_path / "b", stop_after=2) is None
     resumed = train_single_process(cfg, holey, tmp_path / "b")
     assert resumed is not None and resumed.resumed and resumed.steps == 4
-    ckpt = {n: latest_checkpoint(tmp_path / n / "checkpoints") for n in ("a", "b")}
-    ma, mb = (torch.load(ckpt[n] / "model.pt", weights_only=True) for n in ("a", "b"))
+    (ma, ra), (mb, rb) = last_checkpoint(tmp_path / "a"), last_checkpoint(tmp_path / "b")
     for key, value in ma["model"].items():
         assert torch.equal(value, mb["model"][key]), key
-    bank = torch.load(ckpt["a"] / rank_file(0), weights_only=True)["memory_bank"]
-    assert torch.equal(bank["keys"], torch.load(ckpt["b"] / rank_file(0),
-                                                 weights_only=True)["memory_bank"]["keys"])
+    bank = ra["memory_bank"]
+    assert torch.equal(bank["keys"], rb["memory_bank"]["keys"])
     assert (bank["subjects"] >= 0).all()  # pre-filled and written with real subjects
     train = [m for m in read_metrics(tmp_path / "a") if m["event"] == "train"]
     assert len(train) == 4 and all(np.isfinite(m["loss"]) for m in train)

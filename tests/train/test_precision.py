@@ -3,18 +3,22 @@ float32 state, exact resume."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from drasclr.train.checkpoint import latest_checkpoint, rank_file
 from drasclr.train.config import PretrainConfig
 from drasclr.train.loop import read_metrics
 from drasclr.nn.precision import StepScaler, autocast, autocast_dtype
 from drasclr.train.run import train_single_process
 from drasclr.train.synthetic import make_synthetic_store
+
+# Fixture type from tests/train/conftest.py: run directory -> (model file, rank-0 file).
+CheckpointReader = Callable[[Path], tuple[dict, dict]]
+
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +40,6 @@ def _config(**kw: object) -> PretrainConfig:
     return PretrainConfig(**base)  # type: ignore[arg-type]
 
 
-def _checkpoint(out: Path) -> tuple[dict, dict]:
-    ckpt = latest_checkpoint(out / "checkpoints")
-    assert ckpt is not None
-    return (torch.load(ckpt / "model.pt", weights_only=True),
-            torch.load(ckpt / rank_file(0), weights_only=True))
-
-
 def test_precision_helpers_on_cpu() -> None:
     cpu = torch.device("cpu")
     assert autocast_dtype(cpu) == torch.bfloat16
@@ -57,7 +54,8 @@ def test_precision_helpers_on_cpu() -> None:
     assert not scaler.active and scaler.state_dict() == {}
 
 
-def test_amp_run_uses_bfloat16_and_keeps_float32_state(store: Path, tmp_path: Path) -> None:
+def test_amp_run_uses_bfloat16_and_keeps_float32_state(store: Path, tmp_path: Path,
+                                                       last_checkpoint: CheckpointReader) -> None:
     full = train_single_process(_config(), store, tmp_path / "fp32")
     amp = train_single_process(_config(amp=True), store, tmp_path / "amp")
     assert full is not None and amp is not None and amp.steps == 4
@@ -67,7 +65,7 @@ def test_amp_run_uses_bfloat16_and_keeps_float32_state(store: Path, tmp_path: Pa
     # the first step sees the same weights and views: only the precision differs
     assert loss["amp"][0] != loss["fp32"][0], "the amp run's loss is bit-identical to float32"
     assert loss["amp"][0] == pytest.approx(loss["fp32"][0], rel=0.05)
-    model, rank = _checkpoint(tmp_path / "amp")
+    model, rank = last_checkpoint(tmp_path / "amp")
     assert all(v.dtype == torch.float32 for v in model["model"].values()
                if v.is_floating_point())
     assert rank["memory_bank"]["keys"].dtype == torch.float32
@@ -75,13 +73,14 @@ def test_amp_run_uses_bfloat16_and_keeps_float32_state(store: Path, tmp_path: Pa
     assert model["schedule"]["scaler"] == {}
 
 
-def test_amp_run_resumes_exactly(store: Path, tmp_path: Path) -> None:
+def test_amp_run_resumes_exactly(store: Path, tmp_path: Path,
+                                 last_checkpoint: CheckpointReader) -> None:
     cfg = _config(amp=True)
     assert train_single_process(cfg, store, tmp_path / "a") is not None
     assert train_single_process(cfg, store, tmp_path / "b", stop_after=2) is None
     resumed = train_single_process(cfg, store, tmp_path / "b")
     assert resumed is not None and resumed.resumed and resumed.steps == 4
-    (ma, ra), (mb, rb) = _checkpoint(tmp_path / "a"), _checkpoint(tmp_path / "b")
+    (ma, ra), (mb, rb) = last_checkpoint(tmp_path / "a"), last_checkpoint(tmp_path / "b")
     for key, value in ma["model"].items():
         assert torch.equal(value, mb["model"][key]), key
     assert torch.equal(ra["memory_bank"]["keys"], rb["memory_bank"]["keys"])

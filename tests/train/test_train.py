@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,10 @@ from drasclr.train.run import train_single_process
 from drasclr.train.synthetic import make_synthetic_store
 
 L, S = 8, 16
+
+# Fixture type from tests/train/conftest.py: run directory -> (model file, rank-0 file).
+CheckpointReader = Callable[[Path], tuple[dict, dict]]
+
 
 
 @pytest.fixture(scope="module")
@@ -195,15 +200,8 @@ def test_optimizer_choice() -> None:
 
 
 # ----------------------------------------------------------------------------- resume
-def _files(out: Path) -> tuple[dict, dict]:
-    ckpt = latest_checkpoint(out / "checkpoints")
-    assert ckpt is not None
-    model = torch.load(ckpt / "model.pt", weights_only=True)
-    rank = torch.load(ckpt / rank_file(0), weights_only=True)
-    return model, rank
-
-
-def test_resume_gives_identical_parameters_and_queues(store16: Path, tmp_path: Path) -> None:
+def test_resume_gives_identical_parameters_and_queues(store16: Path, tmp_path: Path,
+                                                      last_checkpoint: CheckpointReader) -> None:
     cfg = tiny_config()
     straight = train_single_process(cfg, store16, tmp_path / "a")
     assert straight is not None and straight.steps == 6
@@ -212,7 +210,7 @@ def test_resume_gives_identical_parameters_and_queues(store16: Path, tmp_path: P
     resumed = train_single_process(cfg, store16, tmp_path / "b")
     assert resumed is not None and resumed.resumed and resumed.steps == 6
 
-    (ma, ra), (mb, rb) = _files(tmp_path / "a"), _files(tmp_path / "b")
+    (ma, ra), (mb, rb) = last_checkpoint(tmp_path / "a"), last_checkpoint(tmp_path / "b")
     for key, value in ma["model"].items():
         assert torch.equal(value, mb["model"][key]), key
     assert torch.equal(ra["memory_bank"]["keys"], rb["memory_bank"]["keys"])
@@ -226,7 +224,7 @@ def test_resume_gives_identical_parameters_and_queues(store16: Path, tmp_path: P
     fresh = train_single_process(cfg.replace(steps=1), store16, tmp_path / "c")
     assert fresh is not None
     w = "encoder.layers.0.conv.experts_weight"
-    assert not torch.equal(_files(tmp_path / "c")[0]["model"][w], ma["model"][w])
+    assert not torch.equal(last_checkpoint(tmp_path / "c")[0]["model"][w], ma["model"][w])
 
     # metrics: both runs logged every step; the resumed one restarted at step 3
     starts = [m for m in read_metrics(tmp_path / "b") if m["event"] == "start"]
@@ -385,7 +383,8 @@ def test_input_map_travels_with_the_export(store16: Path, tmp_path: Path) -> Non
         tiny_config(input_map="log")
 
 
-def test_neighbour_local_losses_fill_the_neighbours_queues(store16: Path, tmp_path: Path) -> None:
+def test_neighbour_local_losses_fill_the_neighbours_queues(
+        store16: Path, tmp_path: Path, last_checkpoint: CheckpointReader) -> None:
     """With ``neighbour_local_weight`` one step writes keys into the anchor's and each
     neighbour's queue (B per landmark); the paper's loss writes only the anchor's."""
     paper = train_single_process(tiny_config(steps=1, checkpoint_every=1), store16,
@@ -396,7 +395,7 @@ def test_neighbour_local_losses_fill_the_neighbours_queues(store16: Path, tmp_pa
     assert paper is not None and local is not None
     filled = {}
     for name in ("paper", "local"):
-        subjects = _files(tmp_path / name)[1]["memory_bank"]["subjects"]
+        subjects = last_checkpoint(tmp_path / name)[1]["memory_bank"]["subjects"]
         filled[name] = (subjects >= 0).sum(dim=1)
     assert sorted(filled["paper"].tolist()) == [0] * (L - 1) + [4]
     assert sorted(filled["local"].tolist()) == [0] * (L - 3) + [4, 4, 4]
@@ -405,7 +404,7 @@ def test_neighbour_local_losses_fill_the_neighbours_queues(store16: Path, tmp_pa
                                             neighbour_local_weight=1.0), store16,
                                 tmp_path / "pair")
     assert pair is not None
-    pair_filled = (_files(tmp_path / "pair")[1]["memory_bank"]["subjects"] >= 0).sum(dim=1)
+    pair_filled = (last_checkpoint(tmp_path / "pair")[1]["memory_bank"]["subjects"] >= 0).sum(dim=1)
     assert sorted(pair_filled.tolist()) == [0] * (L - 2) + [4, 4]
     train = [r for r in read_metrics(tmp_path / "local") if r["event"] == "train"]
     assert np.isfinite(train[0]["loss"]) and train[0]["loss"] > train[0]["local_loss"]
@@ -414,7 +413,7 @@ def test_neighbour_local_losses_fill_the_neighbours_queues(store16: Path, tmp_pa
                                            neighbour_local_weight=1.0, neighbour_weight=0.0),
                                store16, tmp_path / "cut")
     assert cut is not None
-    cut_bank = _files(tmp_path / "cut")[1]["memory_bank"]["subjects"]
+    cut_bank = last_checkpoint(tmp_path / "cut")[1]["memory_bank"]["subjects"]
     assert torch.equal((cut_bank >= 0).sum(dim=1), pair_filled)
     both = [[r for r in read_metrics(tmp_path / n) if r["event"] == "train"][0]
             for n in ("pair", "cut")]
@@ -555,13 +554,14 @@ def test_neighbours_at_a_minimum_distance_reach_the_batches(store16: Path,
         tiny_config(neighbour_min_mm=-1.0)
 
 
-def test_neighbour_head_is_built_from_the_config(store16: Path, tmp_path: Path) -> None:
+def test_neighbour_head_is_built_from_the_config(store16: Path, tmp_path: Path,
+                                                 last_checkpoint: CheckpointReader) -> None:
     """``neighbour_head: true`` gives the model a head of its own for the neighbour loss (saved
     in the checkpoint); plain MoCo and the bank neighbour contrast refuse it."""
     cfg = tiny_config(steps=1, checkpoint_every=1, neighbours=1, neighbour_local_weight=1.0,
                       neighbour_head=True)
     assert train_single_process(cfg, store16, tmp_path / "nh") is not None
-    model = _files(tmp_path / "nh")[0]
+    model = last_checkpoint(tmp_path / "nh")[0]
     keys = model.get("model", model)
     assert any(k.startswith("neighbour_head.") for k in keys)
     train = [r for r in read_metrics(tmp_path / "nh") if r["event"] == "train"]
