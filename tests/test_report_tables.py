@@ -77,7 +77,8 @@ def test_rule_f1_is_read_next_to_the_flagged_share_and_warned_when_most_is_flagg
     rule = pd.DataFrame({"method": ["DrasCLR"] * 2, "task": ["cle"] * 2,
                          "rule": ["paper (25 %)", "chosen fraction (departure)"],
                          "fraction": [0.25, 0.05], "f1": [1.0, 1.0], "n_boxes": [8, 8],
-                         "fallback": [False, False], "readout": ["box readout (p > threshold)"] * 2})
+                         "fallback": [False, False],
+                         "readout": ["box readout (p > threshold)"] * 2})
     results = {"boxes": {"counts": {"cle": {"lesion_fraction_min": 0.01,
                                            "lesion_fraction_max": 0.4}}}}
 
