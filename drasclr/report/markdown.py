@@ -344,9 +344,6 @@ def reading(results: Mapping[str, Any], table2: pd.DataFrame | None,
         out.append(
             "**The paper's 25 % box rule** on dense maps"
             + (f" ({maps})" if maps else "")
-            + (" — **not a detection score**: the map of " + ", ".join(over)
-               + " flags most of the lung, and marking everything finds every box"
-               if over else "")
             + " gives F1 "
             + ", ".join(f"{r.task} {_fmt(r.f1)}" for r in paper.itertuples())
             + "; with the out-of-subject chosen box fraction (a departure, median "
@@ -361,6 +358,9 @@ def reading(results: Mapping[str, Any], table2: pd.DataFrame | None,
                "; boxes below 25 % can only be found by a map that over-segments")
             + f". These rule scores come from {int(paper['n_boxes'].max())} boxes of the dense "
             "subjects only."
+            + (" **They are not detection scores:** the map of " + ", ".join(over)
+               + " flags most of the lung, and a map that marks everything finds every box."
+               if over else "")
         )
     rho = head.get("fraction_spearman", {})
     if rho:
