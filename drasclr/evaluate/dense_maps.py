@@ -166,7 +166,8 @@ def dense_maps(
     overlap_rows, box_rows, slices = [], [], []
     for name in dense_methods:
         head = (heads or {}).get(name)
-        if head is not None:
+        probe_map = head is not None
+        if probe_map:
             readout, fitted = PROBE_READOUT, [True] * len(BOX_TASKS)
         else:
             head = fit_probe(box_feats[name][train], box_label[train], BOX_TASKS, cfg.logistic_c)
@@ -180,7 +181,7 @@ def dense_maps(
                 patch_size=boxes.patches.shape[-1], batch_size=cfg.batch_size, device=cfg.device,
             )
             prob = dense.to_volume(fill=0.0).astype(np.float32)  # (2, Z, Y, X) or (1, Z, Y, X)
-            if readout == PROBE_READOUT:  # flags (0 / 1) of each box task: both share them
+            if probe_map:  # flags (0 / 1) of each box task: both share them
                 flag = (prob[0] >= DETECT_FRACTION).astype(np.float32)
                 prob = np.repeat(flag[None], len(BOX_TASKS), axis=0)
             hit = prob > cfg.prob_threshold
@@ -203,7 +204,7 @@ def dense_maps(
                     / max(1, int(scan.lungs.sum()))
                 )
                 row.update(overlap_by_subtype(any_hit, truth, region=scan.lungs))
-                if readout == BOX_READOUT:  # the probe's map does not tell the subtypes apart
+                if not probe_map:  # the probe's map does not tell the subtypes apart
                     d = dice_per_subtype(pred_codes, truth, {"cle": 1, "pse": 2},
                                          region=scan.lungs)
                     row.update({f"dice_{k}": v for k, v in d.items()})

@@ -29,6 +29,12 @@ from drasclr.report.plotting import colours, new_figure, png_bytes, save_png
 
 
 # ------------------------------------------------------------------------------------ figures
+def _probe_map(slice_npz: Mapping[str, Any]) -> bool:
+    """Whether a dense slice holds the patch probe's flags (``readout`` starts as
+    :data:`drasclr.evaluate.dense_maps.PROBE_READOUT` does; older slices have no readout)."""
+    return str(slice_npz.get("readout", "")).startswith("patch probe")
+
+
 def dense_overlay_figure(npz_files: Sequence[Path], path: Path) -> Path | None:
     """Fig. 3 analogue: per dense subject, coronal CT; CT + truth emphysema outline (CLE orange,
     PSE cyan, PLE magenta); CT + predicted emphysema mask of each method (p > 0.5, CLE red, PSE
@@ -67,7 +73,7 @@ def dense_overlay_figure(npz_files: Sequence[Path], path: Path) -> Path | None:
                 overlay = np.zeros((*ct.shape, 4))
                 cle = hit[0] & (prob[0] >= prob[1])
                 pse = hit[1] & ~cle
-                if str(d.get("readout", "")).startswith("patch probe"):
+                if _probe_map(d):
                     cle, pse = hit.any(axis=0), np.zeros_like(cle)
                 overlay[cle] = (1.0, 0.1, 0.1, 0.55)
                 overlay[pse] = (0.2, 0.4, 1.0, 0.55)
@@ -78,8 +84,7 @@ def dense_overlay_figure(npz_files: Sequence[Path], path: Path) -> Path | None:
     axes[0, 0].set_title("CT (coronal)", fontsize=9)
     axes[0, 1].set_title("truth: CLE / PSE / PLE outline", fontsize=9)
     for k, m in enumerate(methods):
-        probe = any(str(d.get("readout", "")).startswith("patch probe") for d in data
-                    if str(d["method"]) == m)
+        probe = any(_probe_map(d) for d in data if str(d["method"]) == m)
         axes[0, 2 + k].set_title(f"{m}: predicted\n" + ("(red: emphysema, patch probe)" if probe
                                  else "(red CLE, blue PSE)"), fontsize=9)
     fig.suptitle("Dense emphysema predictions vs voxel truth (Fig. 3 analogue)", fontsize=10)
