@@ -69,6 +69,28 @@ def test_probe_reading_names_a_pretrained_encoder_ahead_of_the_primary() -> None
     assert "not the best" not in behind and "LAA-950 (patch) 0.790" in behind
 
 
+def test_probe_reading_says_what_the_encoder_adds_to_laa950() -> None:
+    """The Reading compares the primary's features beside LAA-950 with LAA-950 alone, next to
+    the random encoder's features beside it; a combined row is never "another encoder"."""
+    from drasclr.report.markdown import probe_reading
+
+    def probe(with_laa: float) -> pd.DataFrame:
+        methods = ["DrasCLR", "random encoder", "LAA-950 (patch)", "DrasCLR + LAA-950 (patch)",
+                   "random encoder + LAA-950 (patch)"]
+        return pd.DataFrame({"method": methods, "target": ["emphysema"] * 5,
+                             "r2": [0.78, 0.02, 0.84, with_laa, 0.835],
+                             "r2_sd": [0.02, 0.01, 0.001, 0.004, 0.001]})
+
+    adds = probe_reading(probe(0.872), "DrasCLR")
+    assert "Beyond density: DrasCLR adds to LAA-950 (patch)" in adds
+    assert "0.872 ± 0.004 vs LAA-950 alone 0.840 (+0.032)" in adds
+    assert "random encoder's features beside it give 0.835 (-0.005)" in adds
+    assert "not the best pretrained encoder" not in adds
+    assert "adds nothing measurable" in probe_reading(probe(0.838), "DrasCLR")
+    no_rows = probe(0.872).iloc[:3]
+    assert "Beyond density" not in probe_reading(no_rows, "DrasCLR")
+
+
 def test_rule_f1_is_read_next_to_the_flagged_share_and_warned_when_most_is_flagged() -> None:
     """The Reading gives the 25 % rule's F1 only with each map's readout and flagged share, and
     says it is not a detection score when a map flags most of the lung."""

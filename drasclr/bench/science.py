@@ -64,6 +64,7 @@ SCIENCE_METHODS: dict[str, dict[str, Any] | None] = {
 SCIENCE_METRICS: tuple[str, ...] = (
     "patch_lesion_r2", "log_fev1pp_r2", "log_fev1_fvc_r2", "gold_acc", "cle_acc",
     "exacerbation_acc", "healthy_detected_fraction", "detected_true_spearman", "dense_dice",
+    "patch_lesion_r2_with_laa950",
 )
 BASELINES: tuple[str, ...] = ("LAA-950 (patch)", "LAA-950 (image)")
 #: The five image-level metrics of the issue's "at least 4 of the 5 image metrics" comparison.
@@ -606,7 +607,7 @@ def extract(out: Path, cfg: ScienceConfig, name: str, seed: int, encoder: Path, 
 # ------------------------------------------------------------------------------------ metrics
 def _metrics_of_features(
     patch: np.ndarray, subject_ids: list[str], truth: pd.DataFrame, labels: pd.DataFrame,
-    store: Any, cfg: ScienceConfig, seed: int,
+    store: Any, cfg: ScienceConfig, seed: int, laa: np.ndarray,
 ) -> tuple[dict[str, list[float]], np.ndarray]:
     from drasclr.evaluate.patch_probe import features_for_truth
     from drasclr.evaluate.science import (
@@ -615,10 +616,12 @@ def _metrics_of_features(
         patch_metrics,
         standardized_mean,
         survival_metric,
+        with_density_r2,
     )
 
     rows = features_for_truth(patch, subject_ids, truth)
     metrics, oof = patch_metrics(rows, truth, cfg.probe_repeats, seed)
+    metrics.update(with_density_r2(rows, laa, truth, cfg.probe_repeats, seed))
     lab = labels.set_index("subject_id").loc[subject_ids].reset_index()
     metrics.update(image_metrics(patch, None, lab, cfg.image_repeats, seed))
     metrics.update(survival_metric(standardized_mean(patch), lab, seed))
@@ -630,9 +633,10 @@ def _metrics_of_features(
 
 def score_method(
     out: Path, cfg: ScienceConfig, name: str, seed: int, features: Path, truth: pd.DataFrame,
-    labels: pd.DataFrame, store: Any, cohort: Path,
+    labels: pd.DataFrame, store: Any, cohort: Path, laa: np.ndarray,
 ) -> dict[str, list[float]]:
-    """Metrics of one feature folder (cached in ``metrics/<method>_s<seed>.json``)."""
+    """Metrics of one feature folder (cached in ``metrics/<method>_s<seed>.json``); ``laa``: each
+    truth row's LAA-950 (patch), for ``patch_lesion_r2_with_laa950``."""
     from drasclr.features import read_patch_features
 
     path = out / "metrics" / f"{slug(name)}_s{seed}.json"
@@ -640,7 +644,7 @@ def score_method(
         return json.loads(path.read_text())
     pf = read_patch_features(features)
     metrics, _ = _metrics_of_features(pf.features.astype(np.float64), list(pf.subject_ids),
-                                      truth, labels, store, cfg, seed)
+                                      truth, labels, store, cfg, seed, laa)
     if seed == cfg.seeds[0] and cfg.dense_subjects:
         out = features.parent.parent  # <out>/features/<method>_s<seed>
         dense_pf = pf
@@ -709,20 +713,20 @@ def dense_dice(
 
 def baseline_metrics(
     truth: pd.DataFrame, labels: pd.DataFrame, subjects: pd.DataFrame, store: Any,
-    cfg: ScienceConfig,
+    cfg: ScienceConfig, laa: np.ndarray,
 ) -> dict[str, dict[str, list[float]]]:
-    """LAA-950 (patch) through the same probes and readouts; LAA-950 (image) as one feature."""
-    from drasclr.evaluate.patch_probe import density_scores
+    """LAA-950 (patch) (``laa``, per truth row) through the same probes and readouts (its
+    ``patch_lesion_r2_with_laa950`` is LAA-950 beside itself: its own R²); LAA-950 (image) as
+    one feature."""
     from drasclr.evaluate.science import image_metrics, survival_metric
 
     S, L = store.num_subjects, store.num_landmarks
-    laa = density_scores(store, truth)["LAA-950 (patch)"]
     grid = np.full((S, L, 1), np.nan)
     pos = {s: k for k, s in enumerate(store.subject_ids)}
     grid[truth["subject_id"].map(pos).to_numpy(), truth["landmark"].to_numpy(), 0] = laa
     grid[~np.broadcast_to(truth.pivot(index="subject_id", columns="landmark", values="valid")
                           .reindex(store.subject_ids).to_numpy(bool)[..., None], grid.shape)] = np.nan
-    patch, _ = _metrics_of_features(grid, store.subject_ids, truth, labels, store, cfg, 0)
+    patch, _ = _metrics_of_features(grid, store.subject_ids, truth, labels, store, cfg, 0, laa)
     lab = labels.set_index("subject_id").loc[store.subject_ids].reset_index()
     img = subjects.set_index("subject_id").loc[store.subject_ids, ["laa950_image"]].to_numpy()
     image = image_metrics(None, img, lab, cfg.image_repeats, 0)
@@ -834,6 +838,23 @@ def comparisons_text(comps: list[dict[str, Any]], seeds: dict[str, list[float]])
     return "\n".join(lines) + "\n"
 
 
+def density_text(rows: list[dict[str, Any]], laa: str = "LAA-950 (patch)") -> str:
+    """Markdown lines: each method's patch probe against the density score's, alone and with
+    the density score beside its features (``patch_lesion_r2_with_laa950``)."""
+    stat = {(r["method"], r["metric"]): (r["mean"], r["sd"]) for r in rows}
+    base = stat.get((laa, "patch_lesion_r2"))
+    if base is None or not np.isfinite(base[0]):
+        return ""
+    lines = [f"\nAgainst {laa} ({base[0]:.3f}), alone and with {laa} beside the features:"]
+    for method in SCIENCE_METHODS:
+        alone = stat.get((method, "patch_lesion_r2"), (math.nan, math.nan))[0]
+        both, sd = stat.get((method, "patch_lesion_r2_with_laa950"), (math.nan, math.nan))
+        if np.isfinite(alone) and np.isfinite(both):
+            lines.append(f"- {method}: {alone - base[0]:+.3f} alone; with {laa} {both:.3f} ± "
+                         f"{sd:.3f} ({both - base[0]:+.3f})")
+    return "\n".join(lines) + "\n"
+
+
 def run_science(
     out_dir: str | Path, cfg: ScienceConfig, progress: bool = True, say: Any = _silent
 ) -> dict[str, Any]:
@@ -842,7 +863,7 @@ def run_science(
     ``progress`` shows progress bars; ``say`` receives one line as each stage starts and ends
     (``drasclr bench science`` prints them; :mod:`drasclr.commands.bench`).
     """
-    from drasclr.evaluate.patch_probe import read_patch_truth, write_probe_file
+    from drasclr.evaluate.patch_probe import density_scores, read_patch_truth, write_probe_file
     from drasclr.labels import read_labels
     from drasclr.raytools import ray_session
     from drasclr.report.figures import science_figure
@@ -869,6 +890,7 @@ def run_science(
                   ).to_parquet(subj_file)
     subjects = pd.read_parquet(subj_file)
     probe_file = write_probe_file(truth, out / "probe_train.npz", seed=cfg.seed)
+    laa = clock.run("patch LAA-950", lambda: density_scores(store, truth)["LAA-950 (patch)"])
     results: dict[str, list[dict[str, list[float]]]] = {}
     # the untrained encoder first: its evaluation times set the trained runs' budget
     order = sorted(SCIENCE_METHODS, key=lambda m: SCIENCE_METHODS[m] is not None)
@@ -884,8 +906,9 @@ def run_science(
                               lambda n=name, s=seed, e=enc: extract(out, cfg, n, s, e, store_path))
             results.setdefault(name, []).append(clock.run(
                 f"score {name} s{seed}", lambda n=name, s=seed, f=feats: score_method(
-                    out, cfg, n, s, f, truth, labels, store, cohort)))
-    base = clock.run("baselines", lambda: baseline_metrics(truth, labels, subjects, store, cfg))
+                    out, cfg, n, s, f, truth, labels, store, cohort, laa)))
+    base = clock.run("baselines",
+                     lambda: baseline_metrics(truth, labels, subjects, store, cfg, laa))
     results = {m: results[m] for m in SCIENCE_METHODS}
     for name, m in base.items():
         results[name] = [m]
@@ -905,7 +928,8 @@ def run_science(
            "n_subjects": store.num_subjects, "n_landmarks": store.num_landmarks}
     atomic_write_text(out / "science.json", json.dumps(doc, indent=1, default=float))
     atomic_write_text(out / "science.md", markdown_table(rows) + comparisons_text(comps, seeds)
-                      + training_table(training) + f"\n![bench science]({FIGURE_FILE})\n")
+                      + density_text(rows) + training_table(training)
+                      + f"\n![bench science]({FIGURE_FILE})\n")
     return doc
 
 

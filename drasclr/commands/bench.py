@@ -128,12 +128,13 @@ def print_scale(res: dict[str, Any], args: argparse.Namespace) -> None:
 
 def print_science(res: dict[str, Any], args: argparse.Namespace) -> None:
     """``drasclr bench science``: the methods x metrics table, DrasCLR against each other
-    method (patch probe per seed, margins against the larger spread, image metrics above), and
-    where science.json and its figure are."""
-    from drasclr.bench.science import comparisons_text, markdown_table
+    method (patch probe per seed, margins against the larger spread, image metrics above), each
+    method against LAA-950 (patch), and where science.json and its figure are."""
+    from drasclr.bench.science import comparisons_text, density_text, markdown_table
 
     print(markdown_table(res["rows"]))
     print(comparisons_text(res["comparisons"], res["per_seed_patch_lesion_r2"]))
+    print(density_text(res["rows"]))
     print(f"science.json: {Path(args.out) / 'science.json'} ({res['minutes']} min)")
     print(f"figure: {Path(args.out) / res['figure']}")
 

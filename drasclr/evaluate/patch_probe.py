@@ -257,6 +257,9 @@ def cached_patch_truth(
     return truth
 
 
+#: Suffix of the probe table's rows that score an encoder's features with the patch's
+#: LAA-950 as one more column: what the encoder adds to the density score.
+WITH_LAA950_SUFFIX: str = " + LAA-950 (patch)"
 #: Column suffix of a method's detected share from the patch probe's predictions.
 PROBE_SHARE_SUFFIX: str = ": emphysema (patch probe)"
 
@@ -266,7 +269,10 @@ class PatchProbeTables:
     """The patch probe experiment's tables.
 
     Attributes:
-        table: :func:`patch_probe_table` of every method and the density baselines.
+        table: :func:`patch_probe_table` of every method, the density baselines and every
+            method with LAA-950 (patch) beside its features (``<method>`` +
+            :data:`WITH_LAA950_SUFFIX`; the random encoder's row checks that extra columns
+            alone do not lift the density score).
         detection: per method, the subject-level detection read from the probe's out-of-subject
             emphysema predictions (``method``, ``flag_fraction`` and
             :func:`drasclr.evaluate.science.detection_metrics`).
@@ -288,7 +294,8 @@ def patch_probe_tables(
     repeats: int,
     seed: int,
 ) -> PatchProbeTables:
-    """The patch probe of every method's patch features and of the density baselines.
+    """The patch probe of every method's patch features, of the density baselines, and of
+    each method's features with LAA-950 (patch) beside them; the detection of the first two.
 
     Args:
         feature_folders: method -> features folder (patch features are read).
@@ -305,8 +312,11 @@ def patch_probe_tables(
         pf = read_patch_features(folder)
         features[name] = features_for_truth(pf.features.astype(np.float64),
                                             list(pf.subject_ids), truth)
-    features.update(density_scores(store, truth))
-    table = patch_probe_table(features, truth, 5, repeats, seed)
+    density = density_scores(store, truth)
+    laa = density["LAA-950 (patch)"][:, None]
+    combined = {name + WITH_LAA950_SUFFIX: np.hstack([x, laa]) for name, x in features.items()}
+    features.update(density)
+    table = patch_probe_table({**features, **combined}, truth, 5, repeats, seed)
     true = (labels.set_index("subject_id")["true_emphysema_fraction"].to_dict()
             if "true_emphysema_fraction" in labels else {})
     rows = []

@@ -350,7 +350,9 @@ def run_evaluation(
             "Patch probe: ridge from frozen patch features (or the patch's LAA-950 / LAA-910) to "
             "the patch's true lesion fraction (voxel truth cut like the stored patches), "
             f"subject-grouped 5-fold CV x {cfg.probe_repeats}; R² of the pooled out-of-fold "
-            "predictions, AUC for fraction > 1 %."
+            "predictions, AUC for fraction > 1 %. Rows '<method> + LAA-950 (patch)' probe the "
+            "method's features with the patch's LAA-950 beside them (what the encoder adds to "
+            "the density score)."
         )
     else:
         notes.append("Patch probe not run: the cohort has no voxel truth (truth/<id>_lesions).")

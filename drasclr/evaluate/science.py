@@ -39,8 +39,14 @@ IMAGE_METRICS: dict[str, tuple[str, str, bool]] = {
 }
 
 
+#: Patch truth column -> the metric prefix of its probe.
+PATCH_TARGETS: dict[str, str] = {"emphysema": "patch_lesion", "cle": "patch_cle",
+                                 "pse": "patch_pse"}
+
+
 def patch_metrics(
-    features: npt.NDArray[Any], truth: pd.DataFrame, repeats: int = 2, seed: int = 0
+    features: npt.NDArray[Any], truth: pd.DataFrame, repeats: int = 2, seed: int = 0,
+    targets: tuple[str, ...] = tuple(PATCH_TARGETS),
 ) -> tuple[dict[str, list[float]], npt.NDArray[np.float64]]:
     """Patch probe scores and the first repeat's out-of-fold emphysema predictions.
 
@@ -50,9 +56,11 @@ def patch_metrics(
         truth: patch truth rows (:func:`drasclr.evaluate.patch_probe.read_patch_truth`).
         repeats: CV repeats (5 folds, subject-grouped).
         seed: fold seed.
+        targets: the :data:`PATCH_TARGETS` to probe.
 
     Returns:
-        ``({metric: [value per repeat]}, oof (n,) with NaN where not predicted)``.
+        ``({metric: [value per repeat]}, oof (n,) with NaN where not predicted or where the
+        emphysema target was not probed)``.
     """
     x = np.asarray(features, dtype=np.float64)
     x = x[:, None] if x.ndim == 1 else x
@@ -62,13 +70,40 @@ def patch_metrics(
     groups = truth["store_index"].to_numpy()[ok]
     out: dict[str, list[float]] = {}
     oof = np.full(len(truth), np.nan)
-    for target, name in (("emphysema", "patch_lesion"), ("cle", "patch_cle"), ("pse", "patch_pse")):
+    for target in targets:
+        name = PATCH_TARGETS[target]
         res = ridge_probe(x[ok], truth[target].to_numpy(np.float64)[ok], groups, 5, repeats, seed)
         out[f"{name}_r2"] = res.r2_pooled.tolist()
         out[f"{name}_auc"] = res.auc.tolist()
         if target == "emphysema":
             oof[ok] = res.oof[0]
     return out, oof
+
+
+#: The metric of :func:`with_density_r2`.
+WITH_LAA950_METRIC: str = "patch_lesion_r2_with_laa950"
+
+
+def with_density_r2(
+    features: npt.NDArray[Any], density: npt.NDArray[Any], truth: pd.DataFrame,
+    repeats: int = 2, seed: int = 0,
+) -> dict[str, list[float]]:
+    """The emphysema patch probe of ``features`` with the patch's density score as one more
+    column: what the features add to LAA-950, read against LAA-950's own R².
+
+    Args:
+        features: (n, d) features aligned with ``truth`` rows.
+        density: (n,) the patch's LAA-950 (:func:`drasclr.evaluate.patch_probe.density_scores`).
+        truth, repeats, seed: as :func:`patch_metrics`.
+
+    Returns:
+        ``{WITH_LAA950_METRIC: [pooled R² per repeat]}``.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    x = x[:, None] if x.ndim == 1 else x
+    both = np.hstack([x, np.asarray(density, dtype=np.float64).reshape(len(x), 1)])
+    scores, _ = patch_metrics(both, truth, repeats, seed, targets=("emphysema",))
+    return {WITH_LAA950_METRIC: scores["patch_lesion_r2"]}
 
 
 def detected_shares(

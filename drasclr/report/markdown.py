@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from drasclr.evaluate.patch_probe import PROBE_SHARE_SUFFIX
+from drasclr.evaluate.patch_probe import PROBE_SHARE_SUFFIX, WITH_LAA950_SUFFIX
 from drasclr.fsutil import atomic_write_text
 from drasclr.report.figures import dense_overlay_figure, patch_probe_figure, pretraining_figure
 
@@ -213,14 +213,33 @@ def probe_reading(probe: pd.DataFrame, primary: str) -> str:
            if "LAA-950 (patch)" in d.index else "")
     return (f"Patch probe (emphysema fraction, out-of-fold R²): pretraining {verdict} — "
             f"{primary} {a['r2']:.3f} ± {a['r2_sd']:.3f} vs random encoder {r['r2']:.3f} ± "
-            f"{r['r2_sd']:.3f}{laa}.{_best_other(d, primary)}")
+            f"{r['r2_sd']:.3f}{laa}.{_best_other(d, primary)}{beyond_density(d, primary)}")
+
+
+def beyond_density(d: pd.DataFrame, primary: str) -> str:
+    """A sentence on what ``primary``'s features add to LAA-950 (patch) on the emphysema probe,
+    next to what the random encoder's add (the check that extra columns alone do not help);
+    empty when the table lacks those rows. ``d``: the emphysema rows indexed by method."""
+    names = ("LAA-950 (patch)", primary + WITH_LAA950_SUFFIX,
+             "random encoder" + WITH_LAA950_SUFFIX)
+    if not all(n in d.index for n in names):
+        return ""
+    laa, mine, rand = (d.loc[n] for n in names)
+    gain = mine["r2"] - laa["r2"]
+    clear = gain - (rand["r2"] - laa["r2"]) > max(float(mine["r2_sd"]), float(rand["r2_sd"]))
+    verdict = "adds to" if clear and gain > 0 else "adds nothing measurable to"
+    return (f" Beyond density: {primary} {verdict} LAA-950 (patch) — with its features beside "
+            f"LAA-950, {mine['r2']:.3f} ± {mine['r2_sd']:.3f} vs LAA-950 alone "
+            f"{laa['r2']:.3f} ({gain:+.3f}); the random encoder's features beside it give "
+            f"{rand['r2']:.3f} ({rand['r2'] - laa['r2']:+.3f}).")
 
 
 def _best_other(d: pd.DataFrame, primary: str) -> str:
     """A sentence on the best other pretrained encoder where it is ahead of ``primary`` (density
     scores and the random encoder excluded); empty when none is."""
     others = d.drop(index=[primary, "random encoder"], errors="ignore")
-    others = others[~others.index.str.startswith("LAA-")]
+    others = others[~others.index.str.startswith("LAA-")
+                    & ~others.index.str.endswith(WITH_LAA950_SUFFIX)]
     if others.empty:
         return ""
     name = str(others["r2"].idxmax())
@@ -648,7 +667,10 @@ def _markdown(
               "truth cut like the stored patch), subject-grouped 5-fold CV, repeated; R² of the "
               "pooled out-of-fold predictions (mean ± s.d. over repeats) and AUC for "
               "fraction > 1 %. LAA-950 / LAA-910 (patch) use the share of the patch's voxels "
-              "below the threshold as their one feature."), "",
+              "below the threshold as their one feature. A row \"<method> + LAA-950 (patch)\" "
+              "probes the method's features with the patch's LAA-950 beside them: what the "
+              "encoder adds to the density score (the random encoder's such row shows what "
+              "extra columns alone do)."), "",
               markdown_table(probe_wide(probe), index="method"), ""]
         L += _img(made, "patch_probe", out, "patch probe")
     if powered is not None and not powered.empty:

@@ -297,6 +297,14 @@ def test_tiny_science_run_writes_every_method_and_metric(tmp_path: Path) -> None
     finite = {(r["method"], r["metric"]) for r in saved["rows"] if np.isfinite(r["mean"])}
     assert ("DrasCLR", "patch_lesion_r2") in finite
     assert ("LAA-950 (image)", "log_fev1pp_r2") in finite
+    # every encoder beside LAA-950 (patch); LAA-950 beside itself is LAA-950 alone
+    stat = {(r["method"], r["metric"]): r["mean"] for r in saved["rows"]}
+    for m in [*SCIENCE_METHODS, "LAA-950 (patch)"]:
+        assert (m, "patch_lesion_r2_with_laa950") in finite, m
+    assert stat[("LAA-950 (patch)", "patch_lesion_r2_with_laa950")] == pytest.approx(
+        stat[("LAA-950 (patch)", "patch_lesion_r2")], abs=0.01)
+    assert not np.isfinite(stat[("LAA-950 (image)", "patch_lesion_r2_with_laa950")])
+    assert "Against LAA-950 (patch)" in (tmp_path / "sci" / "science.md").read_text()
     # the random encoder ran first (its times set the budget); the table keeps the order
     assert saved["budget"]["budget_s"] == 6.0 and saved["budget"]["eval_s"] > 0
     assert list(dict.fromkeys(r["method"] for r in saved["rows"])) == [

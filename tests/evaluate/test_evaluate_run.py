@@ -19,7 +19,7 @@ from drasclr.evaluate.baselines import LAA_BOX, LAA_IMAGE, LAA_PATCH
 from drasclr.evaluate.boxes import BoxPatches, box_locations, fit_probe
 from drasclr.evaluate.config import EvaluateConfig
 from drasclr.evaluate.dense_maps import BOX_READOUT, PROBE_READOUT, choose_dense_subjects
-from drasclr.evaluate.patch_probe import PROBE_SHARE_SUFFIX
+from drasclr.evaluate.patch_probe import PROBE_SHARE_SUFFIX, WITH_LAA950_SUFFIX
 from drasclr.evaluate.run import run_evaluation
 from drasclr.features import FeaturesConfig, extract_features
 from drasclr.imaging.atlas import LandmarkBounds
@@ -96,6 +96,12 @@ def test_tables_have_every_method_and_finite_scores(evaluated: dict) -> None:
     curve = _read(out, "label_efficiency")
     assert set(curve["fraction"]) == {0.5, 1.0}
     assert {"DrasCLR", "random encoder", LAA_BOX} <= set(curve["method"])
+
+    # the patch probe: each encoder alone, the density scores, and each encoder beside LAA-950
+    probe = _read(out, "patch_probe")
+    combined = {f"{m}{WITH_LAA950_SUFFIX}" for m in METHODS}
+    assert set(probe["method"]) == {*METHODS, "LAA-950 (patch)", "LAA-910 (patch)", *combined}
+    assert set(_read(out, "patch_probe_detection")["method"]).isdisjoint(combined)
 
     t7 = _read(out, "table7_random_locations")
     assert set(t7["locations"]) == {"landmark", "random"}

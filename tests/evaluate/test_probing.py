@@ -7,7 +7,13 @@ import pandas as pd
 import pytest
 
 from drasclr.evaluate.image_probe import LandmarkStandardizedMean, repeated_cv, sanity_rows
-from drasclr.evaluate.science import DETECT_FRACTION, detection_metrics
+from drasclr.evaluate.science import (
+    DETECT_FRACTION,
+    WITH_LAA950_METRIC,
+    detection_metrics,
+    patch_metrics,
+    with_density_r2,
+)
 from drasclr.probing import grouped_folds, r2_score, ridge_probe
 
 
@@ -89,3 +95,29 @@ def test_detection_metrics_on_hand_made_predictions() -> None:
     assert det["healthy_detected_fraction"] == 0.0 and det["n_healthy"] == 1
     assert det["detected_true_spearman"] == pytest.approx(1.0)
     assert det["detected_share_mean"] == pytest.approx((0 + 0.5 + 1) / 3)
+
+
+def test_with_density_r2_credits_what_the_density_score_misses_and_nothing_else() -> None:
+    """Features that see a part of the lesion burden the density score misses lift the probe
+    above the density score alone; noise features beside it do not."""
+    rng = np.random.default_rng(1)
+    n_sub, n_lm = 40, 10
+    n = n_sub * n_lm
+    seen, missed = rng.uniform(0, 0.1, n), rng.uniform(0, 0.1, n)
+    truth = pd.DataFrame({"subject_id": np.repeat([f"s{i}" for i in range(n_sub)], n_lm),
+                          "store_index": np.repeat(np.arange(n_sub), n_lm),
+                          "landmark": np.tile(np.arange(n_lm), n_sub), "valid": True,
+                          "lung_fraction": 1.0, "emphysema": seen + missed, "cle": seen,
+                          "pse": missed})
+    density = seen + rng.normal(0, 0.005, n)
+    features = np.column_stack([missed + rng.normal(0, 0.005, n), rng.normal(size=(n, 5))])
+    alone = np.mean(patch_metrics(density, truth, 2, 0)[0]["patch_lesion_r2"])
+    lifted = with_density_r2(features, density, truth, 2, 0)[WITH_LAA950_METRIC]
+    flat = with_density_r2(rng.normal(size=(n, 6)), density, truth, 2, 0)[WITH_LAA950_METRIC]
+    assert len(lifted) == 2 and 0.3 < alone < 0.7
+    assert np.mean(lifted) > alone + 0.3
+    assert abs(np.mean(flat) - alone) < 0.03
+    # the emphysema-only probe is the full probe's emphysema score
+    both = np.column_stack([features, density])
+    full, _ = patch_metrics(both, truth, 2, 0)
+    assert lifted == full["patch_lesion_r2"]
