@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from drasclr.config import StageConfig, check
+from drasclr.evaluate.science import WITH_LAA950_METRIC
 from drasclr.fsutil import atomic_write_text, slug
 from drasclr.imaging.intensity import INPUT_MAPS
 from drasclr.train.recipes import DRASCLR_RECIPES, check_recipe, recipe_overrides
@@ -64,7 +65,7 @@ SCIENCE_METHODS: dict[str, dict[str, Any] | None] = {
 SCIENCE_METRICS: tuple[str, ...] = (
     "patch_lesion_r2", "log_fev1pp_r2", "log_fev1_fvc_r2", "gold_acc", "cle_acc",
     "exacerbation_acc", "healthy_detected_fraction", "detected_true_spearman", "dense_dice",
-    "patch_lesion_r2_with_laa950",
+    WITH_LAA950_METRIC,
 )
 BASELINES: tuple[str, ...] = ("LAA-950 (patch)", "LAA-950 (image)")
 #: The five image-level metrics of the issue's "at least 4 of the 5 image metrics" comparison.
@@ -840,7 +841,7 @@ def comparisons_text(comps: list[dict[str, Any]], seeds: dict[str, list[float]])
 
 def density_text(rows: list[dict[str, Any]], laa: str = "LAA-950 (patch)") -> str:
     """Markdown lines: each method's patch probe against the density score's, alone and with
-    the density score beside its features (``patch_lesion_r2_with_laa950``)."""
+    the density score beside its features (:data:`WITH_LAA950_METRIC`)."""
     stat = {(r["method"], r["metric"]): (r["mean"], r["sd"]) for r in rows}
     base = stat.get((laa, "patch_lesion_r2"))
     if base is None or not np.isfinite(base[0]):
@@ -848,7 +849,7 @@ def density_text(rows: list[dict[str, Any]], laa: str = "LAA-950 (patch)") -> st
     lines = [f"\nAgainst {laa} ({base[0]:.3f}), alone and with {laa} beside the features:"]
     for method in SCIENCE_METHODS:
         alone = stat.get((method, "patch_lesion_r2"), (math.nan, math.nan))[0]
-        both, sd = stat.get((method, "patch_lesion_r2_with_laa950"), (math.nan, math.nan))
+        both, sd = stat.get((method, WITH_LAA950_METRIC), (math.nan, math.nan))
         if np.isfinite(alone) and np.isfinite(both):
             lines.append(f"- {method}: {alone - base[0]:+.3f} alone; with {laa} {both:.3f} ± "
                          f"{sd:.3f} ({both - base[0]:+.3f})")
