@@ -19,7 +19,7 @@ import pandas as pd
 
 from drasclr.bench.science import SCIENCE_METHODS, slug
 from drasclr.evaluate.patch_probe import density_scores, features_for_truth
-from drasclr.evaluate.science import patch_metrics
+from drasclr.evaluate.science import beside, patch_metrics
 from drasclr.features import read_patch_features
 from drasclr.store.reader import PatchStore
 
@@ -34,7 +34,7 @@ def main() -> None:
     args = ap.parse_args()
     truth = pd.read_parquet(args.run / "patch_truth.parquet")
     store = PatchStore(args.run / "store")
-    laa = density_scores(store, truth)["LAA-950 (patch)"][:, None]
+    laa = density_scores(store, truth)["LAA-950 (patch)"]
     rows = []
 
     def score(label: str, method: str, seed: int, x: np.ndarray) -> None:
@@ -49,10 +49,10 @@ def main() -> None:
             pf = read_patch_features(args.run / "features" / f"{slug(method)}_s{seed}")
             x = features_for_truth(pf.features.astype(np.float64), list(pf.subject_ids), truth)
             score("encoder", method, seed, x)
-            score("encoder + LAA-950", method, seed, np.hstack([x, laa]))
+            score("encoder + LAA-950", method, seed, beside(x, laa))
             if method == "random encoder":
                 noise = np.random.default_rng(seed).standard_normal(x.shape)
-                score("LAA-950 + Gaussian noise", "LAA-950 (patch)", seed, np.hstack([laa, noise]))
+                score("LAA-950 + Gaussian noise", "LAA-950 (patch)", seed, beside(noise, laa))
     table = pd.DataFrame(rows)
     mean = table.groupby(["method", "features"], sort=False)[list(METRICS)].agg(["mean", "std"])
     args.out.write_text(json.dumps({"run": str(args.run), "rows": rows}, indent=1))

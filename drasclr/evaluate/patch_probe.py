@@ -29,6 +29,7 @@ import pandas as pd
 
 from drasclr.evaluate.science import (
     DETECT_FRACTION,
+    beside,
     detected_shares,
     detection_metrics,
     patch_metrics,
@@ -313,8 +314,8 @@ def patch_probe_tables(
         features[name] = features_for_truth(pf.features.astype(np.float64),
                                             list(pf.subject_ids), truth)
     density = density_scores(store, truth)
-    laa = density["LAA-950 (patch)"][:, None]
-    combined = {name + WITH_LAA950_SUFFIX: np.hstack([x, laa]) for name, x in features.items()}
+    combined = {name + WITH_LAA950_SUFFIX: beside(x, density["LAA-950 (patch)"])
+                for name, x in features.items()}
     features.update(density)
     table = patch_probe_table({**features, **combined}, truth, 5, repeats, seed)
     true = (labels.set_index("subject_id")["true_emphysema_fraction"].to_dict()

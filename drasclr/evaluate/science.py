@@ -99,11 +99,16 @@ def with_density_r2(
     Returns:
         ``{WITH_LAA950_METRIC: [pooled R² per repeat]}``.
     """
+    scores, _ = patch_metrics(beside(features, density), truth, repeats, seed,
+                              targets=("emphysema",))
+    return {WITH_LAA950_METRIC: scores["patch_lesion_r2"]}
+
+
+def beside(features: npt.NDArray[Any], density: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+    """(n, d + 1): ``features`` (n, d) or (n,) with the (n,) ``density`` score as a last column."""
     x = np.asarray(features, dtype=np.float64)
     x = x[:, None] if x.ndim == 1 else x
-    both = np.hstack([x, np.asarray(density, dtype=np.float64).reshape(len(x), 1)])
-    scores, _ = patch_metrics(both, truth, repeats, seed, targets=("emphysema",))
-    return {WITH_LAA950_METRIC: scores["patch_lesion_r2"]}
+    return np.hstack([x, np.asarray(density, dtype=np.float64).reshape(len(x), 1)])
 
 
 def detected_shares(
